@@ -1,0 +1,139 @@
+"""Typed configuration, loaded from YAML, with documented defaults.
+
+The config file is found, in order: the ``--config`` option, the ``MARGIN_CONFIG`` environment variable,
+``./margin.yaml`` when it exists. With none, every default below applies (no file is needed).
+Only :func:`load_config` touches the file system; the models themselves are plain data.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "CustomModel",
+    "Discount",
+    "MarginConfig",
+    "PricesConfig",
+    "TokensConfig",
+    "load_config",
+    "margin_home",
+]
+
+Price = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CustomModel(_Strict):
+    """A model the catalog does not know (self-hosted, fine-tuned) or whose list price you override.
+
+    Prices are USD per 1M tokens. A custom model with the same id as a catalog model replaces it.
+    """
+
+    id: str = Field(min_length=1)
+    provider: str = "custom"
+    name: str | None = None
+    input_mtok: Price
+    output_mtok: Price
+    cache_read_mtok: Price | None = None
+    cache_write_mtok: Price | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    # When you last checked this price; shown with every cost priced from it.
+    prices_checked: date | None = None
+
+
+class Discount(_Strict):
+    """A negotiated discount: ``percent`` off list for one ``model`` or a whole ``provider``.
+
+    The most specific discount applies: a model's beats its provider's. Discounts turn list cost into
+    effective cost; list cost is always reported too.
+    """
+
+    provider: str | None = None
+    model: str | None = None
+    percent: Percent
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Discount:
+        if (self.provider is None) == (self.model is None):
+            raise ValueError("a discount needs exactly one of `provider` or `model`")
+        return self
+
+
+class PricesConfig(_Strict):
+    # Warn when the price data is older than this many days.
+    max_age_days: int = Field(default=90, gt=0)
+    custom_models: list[CustomModel] = Field(default_factory=list)
+    discounts: list[Discount] = Field(default_factory=list)
+    # Batch-API discount in percent per provider, used when the catalog has no batch price for a model.
+    batch_discounts: dict[str, Percent] = Field(
+        default_factory=lambda: {"openai": Decimal(50), "anthropic": Decimal(50)}
+    )
+
+
+class TokensConfig(_Strict):
+    # The seeds' rule of thumb: 1,000 tokens are about 750 words.
+    words_per_token: Decimal = Field(default=Decimal("0.75"), gt=0, allow_inf_nan=False)
+    # Multipliers on the o200k_base count for families without a public tokenizer, e.g. {anthropic: 1.2}.
+    family_factors: dict[str, Decimal] = Field(default_factory=dict)
+
+
+class MarginConfig(_Strict):
+    prices: PricesConfig = Field(default_factory=PricesConfig)
+    tokens: TokensConfig = Field(default_factory=TokensConfig)
+    # Where margin keeps its own files (an updated price data file, later the ledger).
+    home: Path | None = None
+
+
+def margin_home(config: MarginConfig | None = None) -> Path:
+    """Directory for margin's state: ``home`` from config, else ``$MARGIN_HOME``, else ``~/.local/share/margin``."""
+    if config is not None and config.home is not None:
+        return config.home
+    env = os.environ.get("MARGIN_HOME")
+    if env:
+        return Path(env)
+    return Path.home() / ".local" / "share" / "margin"
+
+
+def load_config(path: str | Path | None = None) -> MarginConfig:
+    """Load and validate the config file (see the module docstring for where it is looked for)."""
+    if path is None:
+        env = os.environ.get("MARGIN_CONFIG")
+        if env:
+            path = env
+        elif Path("margin.yaml").is_file():
+            path = "margin.yaml"
+    if path is None:
+        return MarginConfig()
+    file = Path(path)
+    try:
+        raw: Any = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist; pass an existing file or omit --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {file} must contain a mapping at the top level")
+    try:
+        return MarginConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid config file {file}: {problems}") from None
