@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Wide, uncoloured output so assertions on CLI text do not depend on the terminal.
+os.environ["COLUMNS"] = "200"
+os.environ["NO_COLOR"] = "1"
+os.environ.setdefault("TERM", "dumb")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,5 @@
+"""``python -m margin`` runs the CLI."""
+
+from .cli import main
+
+main()
