@@ -61,8 +61,8 @@ def count(
             }
         )
         return
-    label = "exact" if result.exact else "ESTIMATE"
-    out_console.print(f"{result.tokens:,} tokens ({label}; {result.method})")
+    label = "" if result.exact else "ESTIMATE: "
+    out_console.print(f"{label}{result.tokens:,} tokens ({result.method})")
     if words is not None:
         out_console.print(f"[dim]{words:,} words, {len(text):,} characters[/]")
 

@@ -140,9 +140,10 @@ def _scenario_error(scenario_type: type[Scenario], exc: ValidationError) -> Scen
     problems: list[str] = []
     first_field: str | None = None
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(scenario)"
-        first_field = first_field or path
-        problems.append(f"{path}: {_describe(err, scenario_type)}")
+        path = ".".join(str(p) for p in err["loc"])
+        first_field = first_field or path or None
+        # Model-level checks have no location; their messages start with the field names themselves.
+        problems.append(f"{path}: {_describe(err, scenario_type)}" if path else _describe(err, scenario_type))
     message = problems[0] if len(problems) == 1 else "; ".join(problems)
     # The message already carries the field; keep `field` for callers that want it alone.
     error = ScenarioError(message)
@@ -171,7 +172,11 @@ def _describe(err: Any, scenario_type: type[Scenario]) -> str:
     msg = str(err.get("msg", "is invalid"))
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    return f"{msg[0].lower()}{msg[1:]} (got {given!r})" if given is not None else msg
+    msg = f"{msg[0].lower()}{msg[1:]}" if msg else "is invalid"
+    # Echo scalar inputs only: a whole mapping (from a model-level check) would drown the message.
+    if given is None or isinstance(given, Mapping | list):
+        return msg
+    return f"{msg} (got {given!r})"
 
 
 def ceil_div(numerator: Decimal, denominator: Decimal) -> int:

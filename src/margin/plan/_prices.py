@@ -1,0 +1,52 @@
+"""How a scenario names a model's prices: a catalog model name, or explicit prices (the seeds' hypothetical
+rates, a quote you are evaluating). Shared by every planner model that prices tokens."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import Discriminator, Field, Tag
+
+from ..pricing.rates import ModelRate
+from ._base import Fraction, NonNegDecimal, PlanContext, Scenario
+
+__all__ = ["ModelPrice", "ModelRef", "ref_name", "resolve_ref"]
+
+
+class ModelPrice(Scenario):
+    """Explicit prices in USD per 1M tokens, so a scenario works offline and with hypothetical rates."""
+
+    name: Annotated[str, Field(min_length=1)]
+    input_per_mtok: NonNegDecimal
+    output_per_mtok: NonNegDecimal
+    # Negotiated fraction off list (0.2 = 20% off); catalog models get theirs from margin.yaml.
+    discount: Fraction = Decimal(0)
+
+
+def _model_ref_kind(value: Any) -> str:
+    return "explicit_prices" if isinstance(value, dict | ModelPrice) else "model_name"
+
+
+# A catalog model name ("gpt-4o") or an explicit price mapping {name, input_per_mtok, output_per_mtok}.
+ModelRef = Annotated[
+    Annotated[str, Tag("model_name"), Field(min_length=1)] | Annotated[ModelPrice, Tag("explicit_prices")],
+    Discriminator(_model_ref_kind),
+]
+
+
+def ref_name(ref: str | ModelPrice) -> str:
+    return ref if isinstance(ref, str) else ref.name
+
+
+def resolve_ref(ref: str | ModelPrice, ctx: PlanContext) -> ModelRate:
+    """Catalog lookup for a name (UnknownModelError propagates), or the scenario's explicit prices."""
+    if isinstance(ref, str):
+        return ctx.resolve_rate(ref)
+    return ModelRate(
+        model=ref.name,
+        input_per_mtok=ref.input_per_mtok,
+        output_per_mtok=ref.output_per_mtok,
+        source="scenario",
+        discount=ref.discount,
+    )
