@@ -53,9 +53,14 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
+def plain_decimal(value: Decimal) -> str:
+    """A Decimal as positional digits ("64000000", not "6.400E+7"); every digit kept."""
+    return format(value, "f") if value.is_finite() else str(value)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return plain_decimal(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, Path):
@@ -117,4 +122,4 @@ def write_csv(table: Table, stream: Any = None) -> None:
     writer = csv.writer(stream or sys.stdout, lineterminator="\n")
     writer.writerow([_header(c) for c in table.columns])
     for row in table.rows:
-        writer.writerow(["" if v is None else str(v) for v in row])
+        writer.writerow(["" if v is None else plain_decimal(v) if isinstance(v, Decimal) else str(v) for v in row])

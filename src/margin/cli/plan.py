@@ -51,7 +51,7 @@ def plan_command(
     context = PlanContext(resolve_rate=st.catalog.rate, words_per_token=st.config.tokens.words_per_token)
     result = planner.compute(parsed, context)
     if as_json:
-        print_json({"model": planner.name, "result": result.model_dump(mode="json")})
+        print_json({"model": planner.name, "result": result.model_dump(mode="python")})
         return
     report = planner.report(result)
     if as_csv:
