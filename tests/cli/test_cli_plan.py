@@ -54,15 +54,20 @@ def test_example_runs_in_every_output_mode(capsys, tmp_path, name):
 
 
 def test_scenario_as_json_file_and_stdin(capsys, tmp_path, monkeypatch):
-    scenario = {"requests_per_day": 1000, "input_tokens": 2000, "output_tokens": 500,
-                "models": [{"name": "x", "input_per_mtok": 5, "output_per_mtok": 30}]}
+    scenario = {
+        "requests_per_day": 1000,
+        "input_tokens": 2000,
+        "output_tokens": 500,
+        "models": [{"name": "x", "input_per_mtok": 5, "output_per_mtok": 30}],
+    }
     path = tmp_path / "s.json"
     path.write_text(json.dumps(scenario))
     code, out, _ = run(capsys, "plan", "envelope", "--scenario", str(path), "--json")
     assert code == 0
     from_file = json.loads(out)
-    code, out, _ = run(capsys, "plan", "envelope", "-s", "-", "--json", stdin=json.dumps(scenario),
-                       monkeypatch=monkeypatch)
+    code, out, _ = run(
+        capsys, "plan", "envelope", "-s", "-", "--json", stdin=json.dumps(scenario), monkeypatch=monkeypatch
+    )
     assert code == 0 and json.loads(out) == from_file
     # The per-day cost is derived here from the formula, not copied: 1000 x (2000 x 5 + 500 x 30) / 1e6.
     assert Decimal(1000) * (2000 * 5 + 500 * 30) / 10**6 == Decimal(25)

@@ -26,8 +26,23 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_cost_json_gives_every_period_list_and_effective(capsys, tmp_path):
     config = tmp_path / "margin.yaml"
     config.write_text("prices:\n  discounts:\n    - provider: openai\n      percent: 25\n")
-    code, out, _ = run(capsys, "--config", str(config), "cost", "--model", "gpt-4o", "--input-tokens", "2000",
-                       "--output-tokens", "500", "--cached-tokens", "1000", "--requests-per-day", "10000", "--json")
+    code, out, _ = run(
+        capsys,
+        "--config",
+        str(config),
+        "cost",
+        "--model",
+        "gpt-4o",
+        "--input-tokens",
+        "2000",
+        "--output-tokens",
+        "500",
+        "--cached-tokens",
+        "1000",
+        "--requests-per-day",
+        "10000",
+        "--json",
+    )
     assert code == 0
     doc = json.loads(out)
     expected = load_catalog().price(TokenUsage(input_tokens=2000, output_tokens=500, cache_read_tokens=1000), "gpt-4o")
@@ -42,8 +57,9 @@ def test_cost_json_gives_every_period_list_and_effective(capsys, tmp_path):
 
 
 def test_cost_at_date_and_batch(capsys):
-    code, out, _ = run(capsys, "cost", "-m", "claude-sonnet-4-5", "-i", "1000", "-o", "1000", "--batch", "--json",
-                       "--at", "2026-11-01")
+    code, out, _ = run(
+        capsys, "cost", "-m", "claude-sonnet-4-5", "-i", "1000", "-o", "1000", "--batch", "--json", "--at", "2026-11-01"
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["batch"] is True
@@ -121,8 +137,20 @@ def test_stale_catalog_warns(capsys, tmp_path):
 
 def test_prices_update_from_file_and_reset(capsys, tmp_path):
     data = tmp_path / "data.json"
-    data.write_text(json.dumps([{"id": "acme", "name": "Acme", "api_pattern": "x", "models": [
-        {"id": "acme-1", "match": {"equals": "acme-1"}, "prices": {"input_mtok": 1, "output_mtok": 2}}]}]))
+    data.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "acme",
+                    "name": "Acme",
+                    "api_pattern": "x",
+                    "models": [
+                        {"id": "acme-1", "match": {"equals": "acme-1"}, "prices": {"input_mtok": 1, "output_mtok": 2}}
+                    ],
+                }
+            ]
+        )
+    )
     code, out, _ = run(capsys, "prices", "update", "--from", str(data))
     assert code == 0 and "1 providers, 1 models" in out
     code, out, _ = run(capsys, "cost", "-m", "acme-1", "-i", "1000000", "-o", "0", "--json")
@@ -135,7 +163,12 @@ def test_prices_update_from_file_and_reset(capsys, tmp_path):
 
 def test_console_script_runs_without_network(tmp_path):
     # The installed entry point, in a fresh process, must work offline and quickly.
-    result = subprocess.run([sys.executable, "-m", "margin", "prices", "show", "gpt-4o", "--json"],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "margin", "prices", "show", "gpt-4o", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"] == "gpt-4o"

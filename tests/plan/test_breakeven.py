@@ -104,12 +104,8 @@ def test_seed_long_regime_never_breaks_even_because_a_set_costs_more_than_the_ap
     capacity = D(2000) * D("0.5") * SECONDS_PER_MONTH / 500
     assert margin * capacity < D(3600)  # the condition that fails
     assert not r.breaks_even
-    assert (
-        r.breakeven_requests is None and r.breakeven_gpus is None and r.sustained_breakeven_requests is None
-    )
-    assert (
-        "GPU set" in r.never_reason and "$3,600.00/month" in r.never_reason and "$0.000425" in r.never_reason
-    )
+    assert r.breakeven_requests is None and r.breakeven_gpus is None and r.sustained_breakeven_requests is None
+    assert "GPU set" in r.never_reason and "$3,600.00/month" in r.never_reason and "$0.000425" in r.never_reason
     # The seed's own formula, capacity ignored, lands above one set's capacity.
     assert r.naive_breakeven_requests == (D(3600) + 2000) / margin
     assert r.naive_breakeven_within_capacity is False
@@ -262,9 +258,7 @@ def test_sweep_defaults_to_break_even_then_monthly_requests_then_capacity():
     a = D("0.0125")
     r = run(api_cost_per_request=a)
     be = r.breakeven_requests
-    assert [p.monthly_requests for p in r.sweep] == [
-        be * f for f in (D("0.1"), D("0.2"), D("0.5"), 1, 2, 5, 10)
-    ]
+    assert [p.monthly_requests for p in r.sweep] == [be * f for f in (D("0.1"), D("0.2"), D("0.5"), 1, 2, 5, 10)]
     assert "break-even" in r.sweep_basis
     assert [p.cheaper for p in r.sweep][:3] == ["api"] * 3 and r.sweep[3].cheaper == "tie"
     assert r.sweep[4].cheaper == "self-host"
@@ -296,9 +290,7 @@ def test_output_length_sensitivity_reprices_api_model():
     r = run(api_cost_per_request=None, api_model="frontier", avg_input_tokens=1000)
     rate = RATES["frontier"]
     for row, out in zip(r.output_length_sensitivity, (250, 500, 1000), strict=True):
-        expected = (
-            (D(1000) * rate.input_per_mtok + D(out) * rate.output_per_mtok) / 10**6 * (1 - rate.discount)
-        )
+        expected = (D(1000) * rate.input_per_mtok + D(out) * rate.output_per_mtok) / 10**6 * (1 - rate.discount)
         assert row.api_cost_per_request == expected
     assert "repriced" in r.api_price_scales_with_output
 
@@ -417,9 +409,7 @@ def _as_key(value: Decimal | None) -> Decimal:
 @given(economics, tiny_price, tiny_price)
 def test_breakeven_falls_or_stays_as_api_price_rises(e, p1, p2):
     low, high = sorted((p1, p2))
-    assert _as_key(solve_breakeven(e, high).breakeven_requests) <= _as_key(
-        solve_breakeven(e, low).breakeven_requests
-    )
+    assert _as_key(solve_breakeven(e, high).breakeven_requests) <= _as_key(solve_breakeven(e, low).breakeven_requests)
 
 
 @settings(max_examples=150, deadline=None)

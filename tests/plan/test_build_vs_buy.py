@@ -86,9 +86,7 @@ def expected_build(s: dict) -> Decimal:
 
 def expected_buy(s: dict) -> Decimal:
     price, minimum = D(str(s["per_request_cost"])), D(str(s["monthly_minimum"]))
-    return sum(
-        max(minimum, D(str(v)) * price) for v in s["monthly_requests_year1"] + s["monthly_requests_year2"]
-    )
+    return sum(max(minimum, D(str(v)) * price) for v in s["monthly_requests_year1"] + s["monthly_requests_year2"])
 
 
 def test_registered_under_cli_name():
@@ -193,8 +191,7 @@ def test_factor_lists_and_mappings_are_equivalent():
     as_maps = run(
         scenario(
             factors=[
-                {"name": f[0], "weight": f[1], "build_score": f[2], "buy_score": f[3]}
-                for f in scenario()["factors"]
+                {"name": f[0], "weight": f[1], "build_score": f[2], "buy_score": f[3]} for f in scenario()["factors"]
             ]
         )
     )
@@ -364,9 +361,7 @@ def test_property_recommendation_flips_consistently_with_price(p1, p2, minimum, 
 @settings(max_examples=40, deadline=None)
 @given(volumes=st.lists(st.integers(0, 10**8), min_size=24, max_size=24), price=_price)
 def test_property_totals_equal_last_cumulative(volumes, price):
-    s = scenario(
-        per_request_cost=price, monthly_requests_year1=volumes[:12], monthly_requests_year2=volumes[12:]
-    )
+    s = scenario(per_request_cost=price, monthly_requests_year1=volumes[:12], monthly_requests_year2=volumes[12:])
     r = run(s)
     assert r.months[-1].buy_cumulative == r.buy_2yr_tco == expected_buy(s)
     assert r.months[-1].build_cumulative == r.build_2yr_tco == expected_build(s)

@@ -48,9 +48,7 @@ FAKE_RATES = {
     ),
     # Names used by the example scenario; prices are this test's own.
     "gpt-4o": ModelRate(model="gpt-4o", input_per_mtok=Decimal("2"), output_per_mtok=Decimal("8")),
-    "gpt-4o-mini": ModelRate(
-        model="gpt-4o-mini", input_per_mtok=Decimal("0.2"), output_per_mtok=Decimal("0.8")
-    ),
+    "gpt-4o-mini": ModelRate(model="gpt-4o-mini", input_per_mtok=Decimal("0.2"), output_per_mtok=Decimal("0.8")),
     "claude-3-5-haiku": ModelRate(
         model="claude-3-5-haiku-latest", input_per_mtok=Decimal("1"), output_per_mtok=Decimal("4")
     ),
@@ -154,9 +152,7 @@ def test_seed_000_writing_assistant_five_steps() -> None:
 
 def test_words_per_token_comes_from_context() -> None:
     ctx = PlanContext(resolve_rate=fake_resolve, words_per_token=Decimal("0.5"))
-    result = run(
-        {"requests_per_day": 1, "input_words": 101, "output_tokens": 3, "models": [price("m", "1", "1")]}, ctx
-    )
+    result = run({"requests_per_day": 1, "input_words": 101, "output_tokens": 3, "models": [price("m", "1", "1")]}, ctx)
     assert result.input_tokens_per_request == math.ceil(Decimal(101) / Decimal("0.5"))
     assert result.words_per_token == Decimal("0.5")
 
@@ -287,9 +283,7 @@ def _assert_report_ok(rep: Report) -> None:
 
 
 def test_report_output_dominant_note() -> None:
-    result = run(
-        {"requests_per_day": 5, "input_words": 30, "output_tokens": 1000, "models": [price("m", "1", "4")]}
-    )
+    result = run({"requests_per_day": 5, "input_words": 30, "output_tokens": 1000, "models": [price("m", "1", "4")]})
     rep = report(result)
     _assert_report_ok(rep)
     assert rep.tables[rep.csv_table].rows[0][1] == "m"
@@ -322,7 +316,8 @@ def test_report_catalog_model_without_warning() -> None:
     rep = report(result)
     _assert_report_ok(rep)
     assert rep.warnings == ()
-    assert "checked 2025-01-02" in rep.tables[0].rows[0][-1]
+    prices_table = next(t for t in rep.tables if t.title == "Prices used")
+    assert "checked 2025-01-02" in prices_table.rows[0][-1]
 
 
 # -- example ----------------------------------------------------------------------------------------

@@ -21,9 +21,7 @@ M = D(1_000_000)
 
 RATES = {
     "big": ModelRate(model="big", input_per_mtok=D(5), output_per_mtok=D(30)),
-    "big-discounted": ModelRate(
-        model="big-discounted", input_per_mtok=D(5), output_per_mtok=D(30), discount=D("0.1")
-    ),
+    "big-discounted": ModelRate(model="big-discounted", input_per_mtok=D(5), output_per_mtok=D(30), discount=D("0.1")),
 }
 
 
@@ -266,9 +264,7 @@ def test_low_contingency_warns() -> None:
 
 
 def test_shrinking_usage_is_allowed_down_to_zero() -> None:
-    result = run(
-        flat(products=[{"name": "old", "monthly_requests": 100, "unit_cost": 1, "monthly_growth": -1}])
-    )
+    result = run(flat(products=[{"name": "old", "monthly_requests": 100, "unit_cost": 1, "monthly_growth": -1}]))
     assert [r.products[0].requests for r in result.rows[:2]] == [100, 0]
 
 
@@ -431,7 +427,5 @@ def test_totals_add_up(data: dict[str, Any]) -> None:
         assert close(sum(y.total for y in result.years), result.total)
         assert close(result.gross_product_cost + result.efficiency_gain, result.net_product_cost)
         for row in result.rows:
-            assert close(
-                row.total, (row.net_product_cost + row.new_projects_cost) * (1 + result.contingency_rate)
-            )
+            assert close(row.total, (row.net_product_cost + row.new_projects_cost) * (1 + result.contingency_rate))
             assert row.efficiency_gain <= 0

@@ -313,9 +313,7 @@ def test_recommendation_is_minimal_and_cheapest_and_budget_monotone(gpus, peak, 
     low, high = sorted((b1, b2))
 
     def result(budget):
-        return run(
-            {"workload": {"peak_rps": peak, "p95_latency_ms": p95, "monthly_budget": budget}, "gpus": entries}
-        )
+        return run({"workload": {"peak_rps": peak, "p95_latency_ms": p95, "monthly_budget": budget}, "gpus": entries})
 
     r = result(low)
     for o in r.options:
@@ -334,6 +332,5 @@ def test_recommendation_is_minimal_and_cheapest_and_budget_monotone(gpus, peak, 
     assert {o.name for o in r_high.options if o.qualifies} >= {o.name for o in qualifying}
     if r.recommended is not None:
         assert (
-            by_name(r_high.options, r_high.recommended).monthly_cost
-            <= by_name(r.options, r.recommended).monthly_cost
+            by_name(r_high.options, r_high.recommended).monthly_cost <= by_name(r.options, r.recommended).monthly_cost
         )

@@ -96,9 +96,7 @@ def test_per_precision_table_follows_the_formulas():
 
 def test_seed_claim_70b_fp16_140gb_int4_35gb():
     # "70B model: FP16 = 140GB, INT4 = 35GB. Can run on 2x A100 40GB instead of 4x A100 80GB"
-    weights_only = run(
-        parameters_billion=70, precision=["FP16", "INT4"], gpu="A100 80GB", overhead_fraction=0
-    )
+    weights_only = run(parameters_billion=70, precision=["FP16", "INT4"], gpu="A100 80GB", overhead_fraction=0)
     assert row(weights_only, "FP16").weights_gb == D(70) * 2
     assert row(weights_only, "INT4").weights_gb == D(70) * D("0.5")
     # Weights alone: FP16 needs ceil(140 / 72) = 2 A100 80GB, not 4.
@@ -216,9 +214,7 @@ def test_catalogue_fit_and_cheapest_option():
             key=lambda f, p=p: (f.tensor_parallel_gpus[p] * find_gpu(f.gpu).hourly_cost, f.gpu),
         )
         assert (c.tensor_parallel_gpu, c.tensor_parallel_gpus) == (tp.gpu, tp.tensor_parallel_gpus[p])
-        assert (
-            c.tensor_parallel_monthly_cost == tp.tensor_parallel_gpus[p] * find_gpu(tp.gpu).hourly_cost * 720
-        )
+        assert c.tensor_parallel_monthly_cost == tp.tensor_parallel_gpus[p] * find_gpu(tp.gpu).hourly_cost * 720
         assert c.several_servers == (max(c.gpus, c.tensor_parallel_gpus) > 8)
     assert r.cheapest_fits[0].several_servers  # FP16 at this load: 9 x L4, or 16 x T4 with power-of-two TP
 
@@ -331,10 +327,5 @@ def test_gpus_needed_is_the_minimum_that_fits(cfg, precision):
         assert p.total_gb > (p.gpus_needed - 1) * usable
     if p.max_batch_on_gpus is not None:
         per_seq = r.kv_cache_gb_per_sequence * (1 + r.overhead_fraction)
-        assert (
-            p.weights_gb * (1 + r.overhead_fraction) + p.max_batch_on_gpus * per_seq <= p.gpus_needed * usable
-        )
-        assert (
-            p.weights_gb * (1 + r.overhead_fraction) + (p.max_batch_on_gpus + 1) * per_seq
-            > p.gpus_needed * usable
-        )
+        assert p.weights_gb * (1 + r.overhead_fraction) + p.max_batch_on_gpus * per_seq <= p.gpus_needed * usable
+        assert p.weights_gb * (1 + r.overhead_fraction) + (p.max_batch_on_gpus + 1) * per_seq > p.gpus_needed * usable

@@ -37,9 +37,7 @@ FAKE_RATES = {
     "claude-sonnet-4-5": ModelRate(
         model="claude-sonnet-4-5", input_per_mtok=Decimal("2"), output_per_mtok=Decimal("10")
     ),
-    "gpt-4o-mini": ModelRate(
-        model="gpt-4o-mini", input_per_mtok=Decimal("0.1"), output_per_mtok=Decimal("1")
-    ),
+    "gpt-4o-mini": ModelRate(model="gpt-4o-mini", input_per_mtok=Decimal("0.1"), output_per_mtok=Decimal("1")),
 }
 
 
@@ -103,9 +101,7 @@ def test_typical_and_worst_case_per_request_and_month() -> None:
 
 
 def test_requests_per_day_is_thirty_days_and_max_input_defaults_to_typical() -> None:
-    result = run(
-        {"features": [feature(requests_per_month=None, requests_per_day=250, max_input_tokens=None)]}
-    )
+    result = run({"features": [feature(requests_per_month=None, requests_per_day=250, max_input_tokens=None)]})
     f = result.features[0]
     assert f.requests_per_month == 250 * 30
     assert result.days_per_month == 30
@@ -242,9 +238,7 @@ def test_free_input_has_no_input_limit() -> None:
 
 def test_ceiling_uses_effective_prices() -> None:
     ceiling = Decimal("0.05")
-    f = run({"features": [feature(model="cat-discounted", cost_ceiling_per_request=str(ceiling))]}).features[
-        0
-    ]
+    f = run({"features": [feature(model="cat-discounted", cost_ceiling_per_request=str(ceiling))]}).features[0]
     eff_in, eff_out = Decimal(4) * Decimal("0.75"), Decimal(20) * Decimal("0.75")
     expected = math.floor((ceiling - 4000 * eff_in / MTOK) / (eff_out / MTOK))
     assert f.max_tokens_for_ceiling == expected

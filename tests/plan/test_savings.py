@@ -23,9 +23,7 @@ M = D(1_000_000)
 RATES = {
     "big": ModelRate(model="big", input_per_mtok=D(5), output_per_mtok=D(30)),
     "small": ModelRate(model="small", input_per_mtok=D(1), output_per_mtok=D(5)),
-    "big-discounted": ModelRate(
-        model="big-discounted", input_per_mtok=D(5), output_per_mtok=D(30), discount=D("0.2")
-    ),
+    "big-discounted": ModelRate(model="big-discounted", input_per_mtok=D(5), output_per_mtok=D(30), discount=D("0.2")),
     "pricey": ModelRate(model="pricey", input_per_mtok=D(10), output_per_mtok=D(60)),
     "free": ModelRate(model="free", input_per_mtok=D(0), output_per_mtok=D(0)),
 }
@@ -219,9 +217,7 @@ def test_negotiated_discount_and_explicit_prices() -> None:
     assert explicit.model == "seed-model"
     assert explicit.baseline_per_day == discounted.baseline_per_day
     routed = run(
-        base(
-            routing={"share": "0.5", "target_model": {"name": "x", "input_per_mtok": 1, "output_per_mtok": 5}}
-        )
+        base(routing={"share": "0.5", "target_model": {"name": "x", "input_per_mtok": 1, "output_per_mtok": 5}})
     )
     assert routed.target_model == "x"
     assert routed.target_output_per_mtok == D(5)

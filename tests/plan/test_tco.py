@@ -101,8 +101,7 @@ def test_example_scenario_parses_and_computes():
     ftes = data["engineering_fte"]
     indirect = sum(D(str(f["fte"])) * D(f["annual_cost"]) / 12 for f in ftes)
     direct = sum(
-        D(data[k])
-        for k in ("compute_inference", "compute_training", "storage", "external_apis", "data_processing")
+        D(data[k]) for k in ("compute_inference", "compute_training", "storage", "external_apis", "data_processing")
     )
     hidden = sum(D(data[k]) for k in ("monitoring_observability", "compliance_security", "disaster_recovery"))
     assert r.monthly_indirect == indirect
@@ -214,9 +213,7 @@ def test_hidden_pct_with_zero_direct_is_zero():
     assert r.indirect_share == 1
 
 
-@pytest.mark.parametrize(
-    "item_name", ["compliance_security", "monitoring_observability", "disaster_recovery"]
-)
+@pytest.mark.parametrize("item_name", ["compliance_security", "monitoring_observability", "disaster_recovery"])
 def test_amount_and_pct_for_same_item_is_an_error(item_name):
     with pytest.raises(ScenarioError) as exc:
         parse_scenario(TCOScenario, {"compute_inference": 100, item_name: 10, f"{item_name}_pct": 0.05})

@@ -364,19 +364,13 @@ def test_unknown_family_gets_factor_one_and_a_note():
 
 
 def test_family_factors_can_be_overridden():
-    base = count_text(
-        "hello world, again and again", "gemini-2.5-pro", family_factors={"google": Decimal("1")}
-    )
+    base = count_text("hello world, again and again", "gemini-2.5-pro", family_factors={"google": Decimal("1")})
     assert base.factor == Decimal("1")
-    bigger = count_text(
-        "hello world, again and again", "gemini-2.5-pro", family_factors={"google": Decimal("1.125")}
-    )
+    bigger = count_text("hello world, again and again", "gemini-2.5-pro", family_factors={"google": Decimal("1.125")})
     assert bigger.method == "estimate: o200k_base x 1.125 (google family)"
     assert bigger.tokens == math.ceil(base.tokens * Decimal("1.125"))
     # string / int overrides as they would come from YAML
-    assert count_text("x", "claude-3", family_factors={"anthropic": "2"}).method.endswith(
-        "x 2.00 (anthropic family)"
-    )
+    assert count_text("x", "claude-3", family_factors={"anthropic": "2"}).method.endswith("x 2.00 (anthropic family)")
     # overriding never touches exact counts
     exact = count_text("hello world", "gpt-4o", family_factors={"openai": Decimal("3")})
     assert exact.exact and exact.tokens == 2
@@ -415,9 +409,7 @@ def test_default_factors_cover_the_documented_families():
         DEFAULT_FAMILY_FACTORS["anthropic"] = Decimal("9")  # type: ignore[index]
 
 
-@pytest.mark.parametrize(
-    ("text", "model"), [(b"bytes", "gpt-4o"), (None, "gpt-4o"), ("ok", ""), ("ok", "  ")]
-)
+@pytest.mark.parametrize(("text", "model"), [(b"bytes", "gpt-4o"), (None, "gpt-4o"), ("ok", ""), ("ok", "  ")])
 def test_bad_count_text_input(text, model):
     with pytest.raises(TokenInputError) as info:
         count_text(text, model)
@@ -534,9 +526,7 @@ def test_non_text_parts_and_tool_calls_count_their_json_and_are_not_exact():
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-            ],
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
         },
     ]
     result = count_messages(messages, "gpt-4o")
@@ -559,9 +549,7 @@ def test_estimated_messages_scale_the_whole_count_and_round_up():
     assert result.exact is False
     assert result.factor == Decimal("1.20")
     assert result.tokens == math.ceil(o200k * Decimal("1.2"))
-    assert result.method.startswith(
-        "estimate: o200k_base x 1.20 (anthropic family) + OpenAI-style chat overhead"
-    )
+    assert result.method.startswith("estimate: o200k_base x 1.20 (anthropic family) + OpenAI-style chat overhead")
 
 
 @pytest.mark.parametrize(

@@ -3,15 +3,16 @@ rates, a quote you are evaluating). Shared by every planner model that prices to
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Tag
 
 from ..pricing.rates import ModelRate
-from ._base import Fraction, NonNegDecimal, PlanContext, Scenario
+from ._base import Fraction, NonNegDecimal, PlanContext, Result, Scenario
 
-__all__ = ["ModelPrice", "ModelRef", "ref_name", "resolve_ref"]
+__all__ = ["ModelPrice", "ModelRef", "PriceUsed", "prices_note", "ref_name", "resolve_ref"]
 
 
 class ModelPrice(Scenario):
@@ -50,3 +51,37 @@ def resolve_ref(ref: str | ModelPrice, ctx: PlanContext) -> ModelRate:
         source="scenario",
         discount=ref.discount,
     )
+
+
+class PriceUsed(Result):
+    """Which price priced a planner result: every priced result records its source and check date."""
+
+    model: str
+    provider: str | None
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    discount: Decimal
+    source: str
+    prices_checked: date | None
+
+    @classmethod
+    def of(cls, rate: ModelRate) -> PriceUsed:
+        return cls(
+            model=rate.model,
+            provider=rate.provider,
+            input_per_mtok=rate.input_per_mtok,
+            output_per_mtok=rate.output_per_mtok,
+            discount=rate.discount,
+            source=rate.source,
+            prices_checked=rate.prices_checked,
+        )
+
+    def describe(self) -> str:
+        where = "given in the scenario" if self.source == "scenario" else self.source
+        checked = f", prices checked {self.prices_checked}" if self.prices_checked else ""
+        return f"{self.model}: list ${self.input_per_mtok}/${self.output_per_mtok} per 1M in/out ({where}{checked})"
+
+
+def prices_note(prices: tuple[PriceUsed, ...] | list[PriceUsed]) -> str:
+    """One report note naming the price of every model a result used."""
+    return "Prices used: " + "; ".join(p.describe() for p in prices) + "."

@@ -275,8 +275,7 @@ def _crossover(s: BuildVsBuyScenario, run_monthly: Decimal) -> tuple[Decimal | N
     """Monthly volume at which buy's bill equals build's steady run cost (infrastructure + maintenance)."""
     if s.per_request_cost == 0:
         return None, (
-            "per_request_cost is 0: buy's monthly cost does not depend on volume, so there is no "
-            "crossover volume."
+            "per_request_cost is 0: buy's monthly cost does not depend on volume, so there is no crossover volume."
         )
     if s.monthly_minimum > run_monthly:
         return None, (
@@ -386,18 +385,14 @@ def report(r: BuildVsBuyResult) -> Report:
 
 def _notes(r: BuildVsBuyResult) -> list[str]:
     cheaper, dearer = (
-        (r.build_2yr_tco, r.buy_2yr_tco)
-        if r.cost_recommendation == "build"
-        else (r.buy_2yr_tco, r.build_2yr_tco)
+        (r.build_2yr_tco, r.buy_2yr_tco) if r.cost_recommendation == "build" else (r.buy_2yr_tco, r.build_2yr_tco)
     )
     notes = [
         f"Recommendation: {r.overall_recommendation} (cost decides, as the seed's full_analysis); "
         f"confidence: {r.confidence}.",
     ]
     if r.cost_tie:
-        notes.append(
-            f"Both options cost {_money(r.build_2yr_tco)} over 24 months; the seed counts a tie as buy."
-        )
+        notes.append(f"Both options cost {_money(r.build_2yr_tco)} over 24 months; the seed counts a tie as buy.")
     else:
         notes.append(
             f"{r.cost_recommendation.capitalize()} is cheaper over {r.horizon_months} months: "

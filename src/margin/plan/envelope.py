@@ -296,7 +296,6 @@ def report(result: EnvelopeResult) -> Report:
             Column("List / year", "usd", "USD"),
             Column("vs cheapest", "num", "x"),
             Column("Output share", "pct"),
-            Column("Price source"),
         ),
         rows=tuple(
             (
@@ -311,7 +310,6 @@ def report(result: EnvelopeResult) -> Report:
                 m.cost_per_year.list_usd,
                 m.ratio_to_cheapest,
                 m.output_share_of_cost,
-                _source(m),
             )
             for m in result.models
         ),
@@ -324,8 +322,12 @@ def report(result: EnvelopeResult) -> Report:
             Column("Input", "usd", "USD / 1M tokens"),
             Column("Output", "usd", "USD / 1M tokens"),
             Column("Discount", "pct"),
+            Column("Price source"),
         ),
-        rows=tuple((m.name, m.resolved_model, m.input_per_mtok, m.output_per_mtok, m.discount) for m in result.models),
+        rows=tuple(
+            (m.name, m.resolved_model, m.input_per_mtok, m.output_per_mtok, m.discount, _source(m))
+            for m in result.models
+        ),
     )
 
     notes: list[str] = []

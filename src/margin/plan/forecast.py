@@ -41,7 +41,7 @@ from ._base import (
     Scenario,
     Table,
 )
-from ._prices import ModelPrice, ModelRef, resolve_ref
+from ._prices import ModelPrice, ModelRef, PriceUsed, prices_note, resolve_ref
 
 __all__ = [
     "MODEL",
@@ -228,6 +228,7 @@ class LineShare(Result):
 
 
 class ForecastResult(Result):
+    prices_used: tuple[PriceUsed, ...]
     months: int
     months_per_year: int = MONTHS_PER_YEAR
     start_month: str | None
@@ -273,14 +274,15 @@ def _grown(requests: Decimal, growth: Decimal, month: int) -> Decimal:
     return requests * (1 + growth) ** (month - 1)
 
 
-def _unit_cost(product: Product, ctx: PlanContext) -> Decimal:
+def _unit_cost(product: Product, ctx: PlanContext) -> tuple[Decimal, PriceUsed | None]:
+    """Effective cost per request, and the price it came from when the product names a model."""
     if product.unit_cost is not None:
-        return product.unit_cost
+        return product.unit_cost, None
     model = product.model
     assert model is not None and product.input_tokens is not None and product.output_tokens is not None
     rate = resolve_ref(model, ctx)
     list_cost = (product.input_tokens * rate.input_per_mtok + product.output_tokens * rate.output_per_mtok) / _MILLION
-    return rate.effective(list_cost)
+    return rate.effective(list_cost), PriceUsed.of(rate)
 
 
 def _label(start: str | None, month: int) -> str:
@@ -308,7 +310,9 @@ def _compute(scenario: ForecastScenario, ctx: PlanContext) -> ForecastResult:
     n = scenario.months
     k = scenario.contingency
     target = scenario.efficiency_target
-    unit = {p.name: _unit_cost(p, ctx) for p in scenario.products}
+    priced = {p.name: _unit_cost(p, ctx) for p in scenario.products}
+    unit = {name: cost for name, (cost, _) in priced.items()}
+    prices_used = tuple(used for _, used in priced.values() if used is not None)
     lines = {p.name: _Line() for p in scenario.products}
     project_totals = {p.name: ZERO for p in scenario.new_projects}
 
@@ -420,6 +424,7 @@ def _compute(scenario: ForecastScenario, ctx: PlanContext) -> ForecastResult:
         if n != MONTHS_PER_YEAR:
             naive_note = f"the naive annual budget is prorated to the {n}-month horizon ({n}/12 of last year + buffer)"
     return ForecastResult(
+        prices_used=prices_used,
         months=n,
         start_month=scenario.start_month,
         contingency_rate=k,
@@ -655,6 +660,8 @@ def _notes(result: ForecastResult) -> list[str]:
             )
         if result.naive_note:
             notes.append(f"Note: {result.naive_note}.")
+    if result.prices_used:
+        notes.append(prices_note(result.prices_used))
     return notes
 
 

@@ -141,9 +141,7 @@ class GpuScenario(Scenario):
                 )
             seen[key] = i
             if entry.hourly_cost is not None and entry.monthly_cost is not None:
-                raise ScenarioError(
-                    "give hourly_cost or monthly_cost, not both", field=f"{where}.monthly_cost"
-                )
+                raise ScenarioError("give hourly_cost or monthly_cost, not both", field=f"{where}.monthly_cost")
             if (entry.latency_ms is None) != (entry.max_rps is None):
                 missing = "latency_ms" if entry.latency_ms is None else "max_rps"
                 raise ScenarioError(
@@ -153,14 +151,12 @@ class GpuScenario(Scenario):
             if find_gpu(entry.name) is None:
                 if entry.vram_gb is None:
                     raise ScenarioError(
-                        f"{entry.name!r} is not in the built-in catalogue ({_catalogue_names()}), "
-                        "so it needs vram_gb",
+                        f"{entry.name!r} is not in the built-in catalogue ({_catalogue_names()}), so it needs vram_gb",
                         field=f"{where}.vram_gb",
                     )
                 if entry.hourly_cost is None and entry.monthly_cost is None:
                     raise ScenarioError(
-                        f"{entry.name!r} is not in the built-in catalogue, so it needs hourly_cost or "
-                        "monthly_cost",
+                        f"{entry.name!r} is not in the built-in catalogue, so it needs hourly_cost or monthly_cost",
                         field=f"{where}.hourly_cost",
                     )
         if self.workload is not None and not any(e.max_rps is not None for e in self.gpus):
@@ -204,9 +200,7 @@ class GpuOption(Result):
     load_at_peak: Decimal  # peak_rps / capacity_rps
     monthly_cost_per_instance: Decimal
     monthly_cost: Decimal
-    monthly_cost_per_rps: (
-        Decimal  # per instance: monthly cost / max_rps (cost of throughput, before rounding)
-    )
+    monthly_cost_per_rps: Decimal  # per instance: monthly cost / max_rps (cost of throughput, before rounding)
     vram_gb: Decimal
     meets_latency: bool
     fits_memory: bool | None  # None when model_memory_gb is not given
@@ -254,9 +248,7 @@ def _merged_catalogue(s: GpuScenario) -> tuple[list[tuple[GpuSpec, Decimal, str]
         if entry.monthly_cost is not None:
             updates["hourly_cost"] = entry.monthly_cost / s.hours_per_month
         spec = replace(spec, **updates)
-        monthly = (
-            entry.monthly_cost if entry.monthly_cost is not None else spec.hourly_cost * s.hours_per_month
-        )
+        monthly = entry.monthly_cost if entry.monthly_cost is not None else spec.hourly_cost * s.hours_per_month
         if base is None:
             source = "scenario"
         elif changed:
@@ -521,9 +513,7 @@ def report(r: GpuResult) -> Report:
         unmeasured = [g.name for g in r.gpus if g.name not in {o.name for o in r.options}]
         if unmeasured:
             notes.append(
-                "Not evaluated against the workload (no latency_ms/max_rps measured): "
-                + ", ".join(unmeasured)
-                + "."
+                "Not evaluated against the workload (no latency_ms/max_rps measured): " + ", ".join(unmeasured) + "."
             )
     return Report(
         title="GPU selection",

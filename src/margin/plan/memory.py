@@ -77,9 +77,7 @@ def next_power_of_two(n: int) -> int:
 class MemoryScenario(Scenario):
     parameters_billion: PosDecimal
     # One precision, a list to compare, or "all".
-    precision: Annotated[list[Precision], Field(min_length=1)] = Field(
-        default_factory=lambda: list(DEFAULT_PRECISIONS)
-    )
+    precision: Annotated[list[Precision], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_PRECISIONS))
     # KV cache: num_layers plus (num_kv_heads and head_dim) or (hidden_size and num_attention_heads).
     num_layers: PosInt | None = None
     num_kv_heads: PosInt | None = None
@@ -142,9 +140,7 @@ class MemoryScenario(Scenario):
                 )
             return self
         if self.context_length is None:
-            raise ScenarioError(
-                "the KV cache grows with the context: give context_length", field="context_length"
-            )
+            raise ScenarioError("the KV cache grows with the context: give context_length", field="context_length")
         if self.head_dim is None:
             if self.hidden_size is None or self.num_attention_heads is None:
                 raise ScenarioError(

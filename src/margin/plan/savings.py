@@ -45,7 +45,7 @@ from ._base import (
     Scenario,
     Table,
 )
-from ._prices import ModelPrice, ModelRef, resolve_ref
+from ._prices import ModelPrice, ModelRef, PriceUsed, prices_note, resolve_ref
 
 __all__ = [
     "MODEL",
@@ -192,6 +192,7 @@ class Step(Result):
 
 class SavingsResult(Result):
     days_per_month: int = DAYS_PER_MONTH
+    prices_used: tuple[PriceUsed, ...]
     model: str
     input_per_mtok: Decimal
     output_per_mtok: Decimal
@@ -321,12 +322,15 @@ class _Prices:
     name: str
     input_per_mtok: Decimal
     output_per_mtok: Decimal
+    used: PriceUsed
 
 
 def _prices(model: ModelRef, ctx: PlanContext) -> _Prices:
     """Effective (after negotiated discount) prices per 1M tokens."""
     rate = resolve_ref(model, ctx)
-    return _Prices(rate.model, rate.effective(rate.input_per_mtok), rate.effective(rate.output_per_mtok))
+    return _Prices(
+        rate.model, rate.effective(rate.input_per_mtok), rate.effective(rate.output_per_mtok), PriceUsed.of(rate)
+    )
 
 
 def _share(part: Decimal, whole: Decimal) -> Decimal | None:
@@ -429,6 +433,7 @@ def _compute(scenario: SavingsScenario, ctx: PlanContext) -> SavingsResult:
     naive = sum(alone_saving.values(), ZERO)
     routed = sum((tier.requests for tier in workload.tiers[1:]), ZERO)
     return SavingsResult(
+        prices_used=(base.used, target.used) if target else (base.used,),
         model=base.name,
         input_per_mtok=base.input_per_mtok,
         output_per_mtok=base.output_per_mtok,
@@ -645,7 +650,7 @@ def _int(value: Decimal) -> str:
 
 
 def _notes(result: SavingsResult, singular: str) -> list[str]:
-    notes: list[str] = []
+    notes: list[str] = [prices_note(result.prices_used)]
     alone = {lever.lever: lever for lever in result.levers}
     if result.percentages_note:
         notes.append(f"Percentages are undefined: {result.percentages_note}.")

@@ -249,9 +249,7 @@ def _shares(amounts: list[Decimal], total: Decimal) -> list[Decimal]:
 
 def _totals(s: TCOScenario, factor: Decimal) -> tuple[Decimal, Decimal, Decimal]:
     """Direct, indirect and hidden monthly cost with the variable items scaled by ``factor``."""
-    direct = sum(
-        (getattr(s, item) * (factor if item in s.variable_items else 1) for item in DIRECT_ITEMS), ZERO
-    )
+    direct = sum((getattr(s, item) * (factor if item in s.variable_items else 1) for item in DIRECT_ITEMS), ZERO)
     indirect = sum((getattr(s, item) for item in INDIRECT_ITEMS), ZERO) + sum(
         (fte.fte * fte.annual_cost / MONTHS_PER_YEAR for fte in s.engineering_fte), ZERO
     )
@@ -282,11 +280,7 @@ def compute(s: TCOScenario, ctx: PlanContext) -> TCOResult:
 
         def share_of(keys: tuple[str, ...] | None = None, category: str | None = None) -> Decimal:
             return sum(
-                (
-                    it.share
-                    for it in items
-                    if (keys is not None and it.key in keys) or it.category == category
-                ),
+                (it.share for it in items if (keys is not None and it.key in keys) or it.category == category),
                 ZERO,
             )
 
@@ -491,22 +485,13 @@ def _notes(r: TCOResult) -> list[str]:
     if r.hidden_pct_of_direct is not None and r.monthly_hidden:
         notes.append(f"Hidden costs are {_p(r.hidden_pct_of_direct)} of direct cost.")
     notes.append(
-        f"Annual TCO is 12 x monthly = {format_usd(r.annual_tco)} (the model is monthly; a year is 12 "
-        "months)."
+        f"Annual TCO is 12 x monthly = {format_usd(r.annual_tco)} (the model is monthly; a year is 12 months)."
     )
     if r.cost_per_unit is not None:
-        notes.append(
-            f"Cost per {r.unit_name}: {format_usd(r.cost_per_unit)} at {r.monthly_units:,} per month."
-        )
+        notes.append(f"Cost per {r.unit_name}: {format_usd(r.cost_per_unit)} at {r.monthly_units:,} per month.")
     fixed_items = [LABELS[k] for k in DIRECT_ITEMS if k not in r.variable_items and _amount(r, k)]
     for p in r.scale:
-        direction = (
-            "falls"
-            if p.change_in_cost_per_unit < 0
-            else "rises"
-            if p.change_in_cost_per_unit > 0
-            else "stays"
-        )
+        direction = "falls" if p.change_in_cost_per_unit < 0 else "rises" if p.change_in_cost_per_unit > 0 else "stays"
         hint = (
             f" If fixed capacity ({', '.join(fixed_items)}) cannot carry {p.volume_factor.normalize():f}x "
             "the "

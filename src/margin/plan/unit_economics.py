@@ -203,13 +203,9 @@ def compute(s: UnitEconomicsScenario, ctx: PlanContext) -> UnitEconomicsResult:
             cost_per_request=cost_per_request,
             cost_per_user=cost_per_user,
             gross_margin=gross_margin,
-            gross_margin_explanation=undefined.format("gross margin (revenue - cost) / revenue")
-            if undefined
-            else None,
+            gross_margin_explanation=undefined.format("gross margin (revenue - cost) / revenue") if undefined else None,
             ai_cost_ratio=ai_cost_ratio,
-            ai_cost_ratio_explanation=undefined.format("the AI cost ratio cost / revenue")
-            if undefined
-            else None,
+            ai_cost_ratio_explanation=undefined.format("the AI cost ratio cost / revenue") if undefined else None,
             cost_per_request_rating=rate_cost_per_request(cost_per_request),
             gross_margin_rating=rate_gross_margin(gross_margin),
             ai_cost_ratio_rating=rate_ai_cost_ratio(ai_cost_ratio),
@@ -271,9 +267,7 @@ def _project(s: UnitEconomicsScenario, months: int, request_rate: Decimal) -> li
     revenue_n = revenue_0 x users_n / users_0, computed directly to avoid compounding rounding.
     """
     assert s.growth_rate is not None
-    rows = [
-        _month(0, s.monthly_active_users, s.monthly_requests, s.total_monthly_cost, s.monthly_revenue, None)
-    ]
+    rows = [_month(0, s.monthly_active_users, s.monthly_requests, s.total_monthly_cost, s.monthly_revenue, None)]
     users, requests = s.monthly_active_users, s.monthly_requests
     keep = 1 - s.cost_efficiency_gain
     for month in range(1, months + 1):
@@ -422,9 +416,7 @@ def _warnings(r: UnitEconomicsResult) -> list[str]:
     if r.trap_explanation:
         warnings.append(r.trap_explanation)
     if r.first_rating_downgrade_month is not None:
-        warnings.append(
-            f"A benchmark rating gets worse in month {r.first_rating_downgrade_month} of the projection."
-        )
+        warnings.append(f"A benchmark rating gets worse in month {r.first_rating_downgrade_month} of the projection.")
     return warnings
 
 

@@ -217,8 +217,7 @@ def _factors(overrides: Mapping[str, Decimal] | None) -> Mapping[str, Decimal]:
             valid = False
         if not valid:
             raise ConfigError(
-                f"token estimate factor for family {family!r} must be a positive number like 1.2, "
-                f"got {value!r}."
+                f"token estimate factor for family {family!r} must be a positive number like 1.2, got {value!r}."
             )
         merged[family] = factor
     return merged
