@@ -20,6 +20,7 @@ run: $(STAMP)
 	$(BIN)/margin demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
