@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .gateway.config import GatewayConfig
 
 __all__ = [
     "CustomModel",
@@ -93,6 +94,7 @@ class TokensConfig(_Strict):
 class MarginConfig(_Strict):
     prices: PricesConfig = Field(default_factory=PricesConfig)
     tokens: TokensConfig = Field(default_factory=TokensConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     # Where margin keeps its own files (an updated price data file, later the ledger).
     home: Path | None = None
 

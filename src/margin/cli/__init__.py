@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..errors import MarginError
-from . import cost, demo, plan, prices, tokens
+from . import cost, demo, gateway, plan, prices, tokens
 from ._common import State, err_console
 
 __all__ = ["app", "main"]
@@ -47,6 +47,9 @@ app.add_typer(tokens.app, name="tokens")
 app.command("cost")(cost.cost_command)
 app.command("plan")(plan.plan_command)
 app.command("demo")(demo.demo_command)
+app.command("serve")(gateway.serve_command)
+app.add_typer(gateway.keys_app, name="keys")
+app.command("spend")(gateway.spend_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,248 @@
+"""``margin serve``, ``margin keys`` and ``margin spend``: run the gateway, manage virtual keys, read the ledger."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from ..config import MarginConfig, margin_home
+from ..keys import generate_key, hash_key, key_prefix, parse_budget
+from ..money import format_usd
+from ..store.base import VirtualKey
+from ..store.sqlite import SQLiteLedger
+from ._common import err_console, out_console, print_json, state
+
+keys_app = typer.Typer(
+    help="Virtual keys: each carries a user, team, project, tags, an optional budget and models.", no_args_is_help=True
+)
+
+GROUPS = ("key", "user", "team", "project", "feature", "model", "provider", "status")
+
+
+def ledger_path(config: MarginConfig) -> Path:
+    return Path(config.gateway.database) if config.gateway.database else margin_home(config) / "ledger.db"
+
+
+def open_ledger(config: MarginConfig) -> SQLiteLedger:
+    path = ledger_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteLedger(path)
+
+
+def create_key(
+    ledger: SQLiteLedger,
+    *,
+    user: str | None,
+    team: str | None,
+    project: str | None,
+    tags: dict[str, str],
+    budget: str | None,
+    models: tuple[str, ...],
+) -> tuple[str, VirtualKey]:
+    if budget is not None:
+        parse_budget(budget)  # validate before storing
+    secret = generate_key()
+    key = VirtualKey(
+        key_id=hash_key(secret)[:16],
+        key_hash=hash_key(secret),
+        prefix=key_prefix(secret),
+        user=user,
+        team=team,
+        project=project,
+        tags=tags,
+        budget=budget,
+        models=models,
+        created_at=datetime.now(UTC),
+        revoked_at=None,
+    )
+    ledger.create_key(key)
+    return secret, key
+
+
+def _parse_tags(values: list[str]) -> dict[str, str]:
+    tags = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise typer.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--tag")
+        tags[name.strip()] = value.strip()
+    return tags
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Who uses the key.")] = None,
+    team: Annotated[str | None, typer.Option("--team", "-t", help="Team the spend belongs to.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project the spend belongs to.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Extra tag NAME=VALUE (repeatable).")] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="Spend budget, e.g. 5/day, 100/month, 0.5/request.")
+    ] = None,
+    models: Annotated[str | None, typer.Option("--models", help="Comma-separated models the key may use.")] = None,
+) -> None:
+    """Create a key and print it ONCE (only its hash is stored)."""
+    st = state(ctx)
+    tags = _parse_tags(tag or [])
+    allowed = tuple(m.strip() for m in (models or "").split(",") if m.strip())
+    ledger = open_ledger(st.config)
+    try:
+        secret, key = create_key(
+            ledger, user=user, team=team, project=project, tags=tags, budget=budget, models=allowed
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--budget") from None
+    finally:
+        ledger.close()
+    out_console.print(secret)
+    err_console.print(f"[dim]key {key.prefix}… created (id {key.key_id}); store it now: it is not shown again[/]")
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List keys (prefix, owner, tags, budget, status). Secrets are never shown."""
+    st = state(ctx)
+    ledger = open_ledger(st.config)
+    try:
+        keys = ledger.list_keys()
+    finally:
+        ledger.close()
+    if as_json:
+        print_json([{k: v for k, v in vars(key).items() if k != "key_hash"} for key in keys])
+        return
+    table = RichTable(title="Virtual keys", title_justify="left")
+    for header in ("id", "prefix", "user", "team", "project", "tags", "budget", "models", "created", "status"):
+        table.add_column(header)
+    for key in keys:
+        table.add_row(
+            key.key_id,
+            key.prefix + "…",
+            key.user or "-",
+            key.team or "-",
+            key.project or "-",
+            ",".join(f"{k}={v}" for k, v in key.tags.items()) or "-",
+            key.budget or "-",
+            ",".join(key.models) or "all",
+            key.created_at.strftime("%Y-%m-%d %H:%M"),
+            "revoked" if key.revoked_at else "active",
+        )
+    out_console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Key id or prefix.")]) -> None:
+    """Revoke a key; requests with it are refused within seconds."""
+    st = state(ctx)
+    ledger = open_ledger(st.config)
+    try:
+        done = ledger.revoke_key(key)
+    finally:
+        ledger.close()
+    if not done:
+        raise typer.BadParameter(f"no active key with id or prefix {key!r}; see `margin keys list`", param_hint="KEY")
+    out_console.print(f"revoked {key}")
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``7d``, ``24h``, ``30m`` ago, or a date/datetime (UTC)."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        delta = {"d": timedelta(days=amount), "h": timedelta(hours=amount), "m": timedelta(minutes=amount)}[unit]
+        return datetime.now(UTC) - delta
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r}: use 7d, 24h, 30m or a date like 2026-11-01", param_hint="--since"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def spend_command(
+    ctx: typer.Context,
+    by: Annotated[str | None, typer.Option("--by", help=f"Group by one of {', '.join(GROUPS)} or tag:NAME.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="7d, 24h, or a date (UTC). Default: everything.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Spend from the ledger: requests, tokens, list and effective cost, optionally grouped."""
+    if by is not None and by not in GROUPS and not (by.startswith("tag:") and len(by) > 4):
+        raise typer.BadParameter(f"choose one of {', '.join(GROUPS)} or tag:NAME", param_hint="--by")
+    st = state(ctx)
+    start = parse_since(since)
+    ledger = open_ledger(st.config)
+    try:
+        rows = ledger.spend(start, None, by)
+    finally:
+        ledger.close()
+    if as_json:
+        print_json({"since": start, "by": by, "rows": [vars(r) for r in rows]})
+        return
+    table = RichTable(
+        title=f"Spend{' by ' + by if by else ''}{' since ' + start.isoformat(timespec='minutes') if start else ''}",
+        title_justify="left",
+    )
+    for header in (by or "all", "requests", "input tokens", "cached", "output tokens", "list cost", "effective cost"):
+        table.add_column(header, justify="left" if header in (by, "all") else "right")
+    for r in rows:
+        table.add_row(
+            r.group if r.group is not None else ("(all)" if by is None else "(untagged)"),
+            f"{r.requests:,}",
+            f"{r.input_tokens:,}",
+            f"{r.cache_read_tokens:,}",
+            f"{r.output_tokens:,}",
+            format_usd(r.list_cost),
+            format_usd(r.effective_cost),
+        )
+    out_console.print(table)
+
+
+def serve_command(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 4000).")] = None,
+    demo_key: Annotated[bool, typer.Option("--demo-key", help="Create and print a demo key at start.")] = False,
+) -> None:
+    """Run the metering gateway (OpenAI- and Anthropic-compatible)."""
+    import uvicorn
+
+    from ..gateway.app import create_app
+    from ..gateway.state import build_gateway
+
+    st = state(ctx)
+    config = st.config
+    gw = build_gateway(config)
+    listen_host = host or config.gateway.host
+    listen_port = port or config.gateway.port
+    base = f"http://{listen_host}:{listen_port}"
+    out_console.rule("margin gateway")
+    out_console.print(f"listening on {base}  (OpenAI: {base}/v1, Anthropic: {base})")
+    out_console.print(f"models: {', '.join(sorted(gw.routes))}")
+    out_console.print(f"ledger: {ledger_path(config)}")
+    if demo_key:
+        secret, _ = create_key(
+            gw.ledger, user="demo", team="demo", project="demo", tags={"environment": "dev"}, budget=None, models=()
+        )
+        out_console.print(f"demo key: [bold]{secret}[/]")
+        out_console.print(
+            f"try: python -c \"from openai import OpenAI; c = OpenAI(base_url='{base}/v1', "
+            f"api_key='{secret}'); print(c.chat.completions.create(model='gpt-4o-mini', "
+            "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\""
+        )
+    uvicorn.run(
+        create_app(gw),
+        host=listen_host,
+        port=listen_port,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,242 @@
+"""The ASGI app: OpenAI routes (/v1/chat/completions, /v1/embeddings, /v1/models), the Anthropic route
+(/v1/messages), health. Thin: parse, call the pipeline, render. Errors become OpenAI-style (or, on
+/v1/messages, Anthropic-style) JSON with the right status; never a bare 500."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import MarginError
+from ..tokens import count_text
+from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
+from .errors import GatewayError, render_error
+from .pipeline import (
+    CallContext,
+    Principal,
+    authenticate,
+    budget_warning,
+    make_event,
+    normalize,
+    plan_request,
+    remaining_budget,
+    run_call,
+    settle,
+)
+from .providers.base import Endpoint, UpstreamError, Wire
+from .state import Gateway
+from .streaming import open_stream
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("margin.gateway")
+JSON = "application/json"
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=dict(headers or {}))
+
+
+def _error_response(error: MarginError, wire: Wire) -> Response:
+    status, body, headers = render_error(error, wire=wire)
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def _upstream_error(error: UpstreamError) -> GatewayError:
+    """The upstream's failure as the client sees it: its own message for 4xx, a gateway message otherwise."""
+    if 400 <= error.status < 500 and error.status != 429:
+        message = error.message
+        if isinstance(error.body, Mapping):
+            inner = error.body.get("error")
+            if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+                message = inner["message"]
+        return GatewayError(
+            message, status=error.status, error_type="upstream_" + error.error_type, code=error.error_type
+        )
+    status = 429 if error.status == 429 else (504 if error.error_type == "timeout" else 502)
+    return GatewayError(
+        f"the upstream failed after retries and fallbacks: {error.message}",
+        status=status,
+        error_type="upstream_error",
+        code=error.error_type,
+    )
+
+
+async def _read_json(request: Request, gw: Gateway) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > gw.config.max_body_bytes:
+        raise GatewayError(
+            f"request body larger than {gw.config.max_body_bytes:,} bytes (gateway.max_body_bytes)",
+            status=413,
+            error_type="invalid_request_error",
+            code="body_too_large",
+        )
+    raw = await request.body()
+    if len(raw) > gw.config.max_body_bytes:
+        raise GatewayError(
+            f"request body larger than {gw.config.max_body_bytes:,} bytes (gateway.max_body_bytes)",
+            status=413,
+            error_type="invalid_request_error",
+            code="body_too_large",
+        )
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(
+            f"the request body is not valid JSON: {exc}",
+            status=400,
+            error_type="invalid_request_error",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise GatewayError(
+            "the request body must be a JSON object",
+            status=400,
+            error_type="invalid_request_error",
+            code="invalid_json",
+        )
+    return body
+
+
+def _local_usage(ctx: CallContext, body: Mapping[str, Any], model: str) -> NormalizedUsage:
+    """When an upstream returns no usage block: the prompt as counted, the output counted from the text."""
+    texts: list[str] = []
+    for choice in body.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, Mapping) else None
+        if isinstance(message, Mapping) and isinstance(message.get("content"), str):
+            texts.append(message["content"])
+    for block in body.get("content") or []:
+        if isinstance(block, Mapping) and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+    output = count_text("".join(texts), model).tokens if texts else 0
+    return NormalizedUsage(input_tokens=ctx.prompt_tokens, output_tokens=output, source="local_count")
+
+
+async def _record_rejection(
+    gw: Gateway,
+    principal: Principal | None,
+    body: Mapping[str, Any],
+    wire: Wire,
+    endpoint: Endpoint,
+    error: MarginError,
+) -> None:
+    """Rejected requests from known keys are ledger events too (status rejected, no cost)."""
+    if principal is None:
+        return
+    now = gw.clock()
+    model = body.get("model") if isinstance(body.get("model"), str) else ""
+    await gw.ledger.write_event(
+        UsageEvent(
+            event_id=uuid.uuid4().hex,
+            request_id=uuid.uuid4().hex,
+            attempt=0,
+            started_at=now,
+            finished_at=now,
+            status="rejected",
+            endpoint=endpoint,
+            requested_model=model,
+            key_id=principal.key_id,
+            tags=principal.tags,
+            error_type=getattr(error, "code", None) or error.error_type,
+            error_message=error.message[:500],
+        )
+    )
+
+
+def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint):
+    async def handle(request: Request) -> Response:
+        principal: Principal | None = None
+        body: dict[str, Any] = {}
+        try:
+            principal = authenticate(gw, request.headers)
+            body = await _read_json(request, gw)
+            ctx = plan_request(
+                gw, wire=wire, endpoint=endpoint, body=body, headers=request.headers, principal=principal
+            )
+            if ctx.stream:
+                headers, chunks = await open_stream(gw, ctx)
+                return StreamingResponse(
+                    chunks, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
+                )
+            route, reserved, response, attempt = await run_call(gw, ctx)
+            try:
+                usage = normalize(ctx, response.body)
+            except UsageBlockError:
+                usage = _local_usage(ctx, response.body, route.upstream_model)
+            cost = route.pricer.price(usage.to_token_usage(), gw.clock())
+            await settle(
+                gw,
+                reserved,
+                make_event(gw, ctx, route, status="ok", usage=usage, cost=cost, reserved=reserved, attempt=attempt),
+            )
+            headers = {
+                "x-margin-request-id": ctx.request_id,
+                "x-margin-cost": f"{cost.effective_cost:f}",
+                "x-margin-list-cost": f"{cost.list_cost:f}",
+                "x-margin-served-model": route.upstream_model,
+                "x-margin-budget-remaining": remaining_budget(gw, reserved),
+            }
+            if reserved.max_tokens is not None:
+                headers["x-margin-max-tokens"] = str(reserved.max_tokens)
+            if warning := budget_warning(gw, reserved):
+                headers["x-margin-budget-status"] = warning
+            return _json(response.body, headers=headers)
+        except UpstreamError as exc:
+            return _error_response(_upstream_error(exc), wire)
+        except GatewayError as exc:
+            if exc.error_type in ("budget_exceeded",) or exc.http_status in (400, 403, 404, 413):
+                try:
+                    await _record_rejection(gw, principal, body, wire, endpoint, exc)
+                except MarginError as ledger_error:
+                    return _error_response(ledger_error, wire)
+            return _error_response(exc, wire)
+        except MarginError as exc:
+            log.error("request failed: %s", exc.message)
+            return _error_response(exc, wire)
+        except Exception:
+            log.exception("unexpected error in the gateway")
+            return _error_response(
+                GatewayError("internal gateway error; see the gateway log", status=500, error_type="internal_error"),
+                wire,
+            )
+
+    return handle
+
+
+def create_app(gw: Gateway) -> Starlette:
+    async def models(request: Request) -> Response:
+        try:
+            authenticate(gw, request.headers)
+        except GatewayError as exc:
+            return _error_response(exc, "openai")
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": route.provider.name}
+            for name, route in sorted(gw.routes.items())
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def health(request: Request) -> Response:
+        return _json({"status": "ok", "models": len(gw.routes)})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        await gw.aclose()  # drain the ledger queue on graceful shutdown
+
+    routes = [
+        Route("/v1/chat/completions", _handler(gw, "openai", "chat.completions"), methods=["POST"]),
+        Route("/v1/embeddings", _handler(gw, "openai", "embeddings"), methods=["POST"]),
+        Route("/v1/messages", _handler(gw, "anthropic", "messages"), methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

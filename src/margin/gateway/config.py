@@ -1,0 +1,165 @@
+"""The gateway's configuration (the ``gateway:`` section of margin.yaml), with documented defaults.
+
+With no config at all, the gateway runs on embedded defaults: the SQLite ledger in ``$MARGIN_HOME``, the
+built-in ``mock`` provider serving a few public model names priced from the catalog, no API keys needed.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "BudgetConfig",
+    "GatewayConfig",
+    "ModelRouteConfig",
+    "ProviderConfig",
+    "RetryConfig",
+    "TagPolicyConfig",
+]
+
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Ratio = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Strict):
+    """An upstream. ``type`` picks the implementation; API keys come from the environment variable
+    named by ``api_key_env`` (never from the config file itself)."""
+
+    name: str = Field(min_length=1)
+    type: Literal["mock", "openai", "openai_compatible", "anthropic"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+    # mock only
+    latency_ms: int = Field(default=0, ge=0)
+    ms_per_token: float = Field(default=0, ge=0)
+    fault_rates: dict[str, float] = Field(default_factory=dict)
+
+
+class PriceOverride(_Strict):
+    """Explicit prices (USD per 1M tokens) for a route; otherwise the catalog prices ``catalog_model``
+    (default: the upstream model)."""
+
+    input_mtok: Money | None = None
+    output_mtok: Money | None = None
+    cache_read_mtok: Money | None = None
+    cache_write_mtok: Money | None = None
+    catalog_model: str | None = None
+    catalog_provider: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> PriceOverride:
+        explicit = (self.input_mtok, self.output_mtok)
+        if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
+            raise ValueError("price needs both input_mtok and output_mtok (or neither, to use the catalog)")
+        return self
+
+
+class ModelRouteConfig(_Strict):
+    """A public model name clients ask for, and what serves it."""
+
+    name: str = Field(min_length=1)
+    provider: str
+    upstream_model: str | None = None  # default: the public name
+    price: PriceOverride = Field(default_factory=PriceOverride)
+    fallbacks: list[str] = Field(default_factory=list)
+    max_tokens_cap: int | None = Field(default=None, gt=0)
+
+
+class BudgetConfig(_Strict):
+    """A spend budget. ``scope`` is ``global``, ``key``, ``user``, ``team``, ``project``, ``model`` or
+    ``tag:NAME``; ``value`` selects one (e.g. team ``ml``); without ``value`` the budget applies to each
+    scope value separately (every team gets its own counter). Thresholds are fractions of ``amount``:
+    warn and review add response headers, ``block`` is the hard cap that spend can never exceed."""
+
+    name: str = Field(min_length=1)
+    scope: str = "global"
+    value: str | None = None
+    period: Literal["request", "hour", "day", "month"] = "day"
+    amount: Money
+    warn: Ratio = Decimal("0.75")
+    review: Ratio = Decimal("0.90")
+    block: Ratio = Decimal("1.10")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BudgetConfig:
+        if not (self.warn <= self.review <= self.block):
+            raise ValueError("budget thresholds must satisfy warn <= review <= block")
+        kinds = {"global", "key", "user", "team", "project", "model"}
+        if self.scope not in kinds and not (self.scope.startswith("tag:") and len(self.scope) > 4):
+            raise ValueError(f"budget scope must be one of {sorted(kinds)} or tag:NAME, got {self.scope!r}")
+        return self
+
+
+class RetryConfig(_Strict):
+    max_retries: int = Field(default=2, ge=0, le=10)
+    base_delay_ms: int = Field(default=100, ge=0)
+    max_delay_ms: int = Field(default=2000, ge=0)
+
+
+class TagPolicyConfig(_Strict):
+    enabled: bool = False
+    required: list[str] = Field(default_factory=lambda: ["team", "project", "environment", "cost_center"])
+
+
+def _default_providers() -> list[ProviderConfig]:
+    return [ProviderConfig(name="mock", type="mock")]
+
+
+def _default_models() -> list[ModelRouteConfig]:
+    # Public names served by the mock provider and priced from the catalog under the same name, so the
+    # demo's costs are real list prices.
+    names = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5", "text-embedding-3-small"]
+    return [ModelRouteConfig(name=n, provider="mock") for n in names]
+
+
+class GatewayConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, gt=0, lt=65536)
+    # Path of the SQLite ledger; default $MARGIN_HOME/ledger.db.
+    database: str | None = None
+    # Name of the environment variable holding the master key (protects the admin API).
+    master_key_env: str = "MARGIN_MASTER_KEY"
+    providers: list[ProviderConfig] = Field(default_factory=_default_providers)
+    models: list[ModelRouteConfig] = Field(default_factory=_default_models)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+    tag_policy: TagPolicyConfig = Field(default_factory=TagPolicyConfig)
+    # max_tokens when the request sets none, and the hard cap on any request's max_tokens.
+    default_max_tokens: int = Field(default=4096, gt=0)
+    max_tokens_cap: int = Field(default=32768, gt=0)
+    # Largest prompt accepted, in tokens (counted locally); bigger prompts get HTTP 413.
+    max_input_tokens: int = Field(default=1_000_000, gt=0)
+    # Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # Safety margin on the locally counted prompt when reserving the worst case: exact counts (OpenAI
+    # encodings) can still differ by the chat template; estimates (other families) by more.
+    reserve_margin_exact: Ratio = Decimal("1.02")
+    reserve_margin_estimate: Ratio = Decimal("1.25")
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        providers = {p.name for p in self.providers}
+        if len(providers) != len(self.providers):
+            raise ValueError("gateway.providers: provider names must be unique")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("gateway.models: model names must be unique")
+        for model in self.models:
+            if model.provider not in providers:
+                raise ValueError(f"gateway.models.{model.name}: unknown provider {model.provider!r}")
+            for fallback in model.fallbacks:
+                if fallback not in names:
+                    raise ValueError(f"gateway.models.{model.name}: fallback {fallback!r} is not a configured model")
+        if self.default_max_tokens > self.max_tokens_cap:
+            raise ValueError("gateway.default_max_tokens must not exceed gateway.max_tokens_cap")
+        return self

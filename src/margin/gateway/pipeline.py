@@ -1,0 +1,539 @@
+"""The request pipeline: authenticate -> tags -> plan the call -> reserve -> call (retries, fallbacks)
+-> price -> settle and record -> respond. One function per step; each takes plain data and the
+:class:`Gateway`; none reads module-level state.
+
+Money path rule: a request reaches an upstream only after its worst-case cost is reserved on every budget
+that applies AND that reservation is durable in the ledger; its response (or the last event of its
+stream) reaches the client only after the settled usage event is durable. A ledger failure refuses the
+request (fail closed) instead of serving it unmetered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ..errors import MarginError
+from ..money import ZERO
+from ..policy.budgets import (
+    AppliedBudget,
+    RequestScope,
+    applicable_budgets,
+    budget_status,
+    max_affordable_output_tokens,
+)
+from ..pricing import Cost
+from ..store.base import Reservation as StoredReservation
+from ..store.base import VirtualKey
+from ..usage import (
+    NormalizedUsage,
+    UsageEvent,
+    count_prompt_tokens,
+    from_anthropic,
+    from_openai_chat,
+    from_openai_embeddings,
+)
+from .config import BudgetConfig
+from .errors import GatewayError
+from .providers.base import Endpoint, UpstreamCall, UpstreamError, UpstreamResponse, Wire
+from .state import Gateway, ModelRoute
+
+__all__ = ["CallContext", "Principal", "authenticate", "plan_request", "run_call"]
+
+# The smallest max_tokens worth sending: below this a budget is treated as exhausted.
+MIN_USEFUL_OUTPUT_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class Principal:
+    key: VirtualKey | None  # None: the master key
+    key_id: str | None
+    tags: dict[str, str]
+
+
+def _bearer(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization")
+    if auth and auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return headers.get("x-api-key") or None
+
+
+def authenticate(gw: Gateway, headers: Mapping[str, str]) -> Principal:
+    secret = _bearer(headers)
+    if not secret:
+        raise GatewayError(
+            "missing API key: send your margin key as 'Authorization: Bearer KEY' (or x-api-key); "
+            "create one with `margin keys create`",
+            status=401,
+            error_type="authentication_error",
+            code="missing_api_key",
+        )
+    if gw.master_key is not None and secret == gw.master_key:
+        return Principal(key=None, key_id="master", tags={})
+    key = gw.lookup_key(secret)
+    if key is None:
+        raise GatewayError("invalid API key", status=401, error_type="authentication_error", code="invalid_api_key")
+    if key.revoked_at is not None:
+        raise GatewayError(
+            "this API key was revoked", status=401, error_type="authentication_error", code="revoked_api_key"
+        )
+    tags = dict(key.tags)
+    for name, value in (("user", key.user), ("team", key.team), ("project", key.project)):
+        if value:
+            tags.setdefault(name, value)
+    return Principal(key=key, key_id=key.key_id, tags=tags)
+
+
+def parse_tag_header(value: str | None) -> dict[str, str]:
+    """``X-Margin-Tags: team=ml, feature=search`` -> {"team": "ml", "feature": "search"}."""
+    tags: dict[str, str] = {}
+    if not value:
+        return tags
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, tag_value = part.partition("=")
+        name, tag_value = name.strip(), tag_value.strip()
+        if not sep or not name or not tag_value:
+            raise GatewayError(
+                f"X-Margin-Tags: {part!r} is not name=value; send e.g. 'X-Margin-Tags: team=ml,feature=search'",
+                status=400,
+                error_type="invalid_request_error",
+                code="invalid_tags",
+            )
+        if len(name) > 64 or len(tag_value) > 256 or any(c in name + tag_value for c in "\r\n\x00"):
+            raise GatewayError(
+                "X-Margin-Tags: tag names are at most 64 characters and values 256, on one line",
+                status=400,
+                error_type="invalid_request_error",
+                code="invalid_tags",
+            )
+        tags[name] = tag_value
+    return tags
+
+
+def request_tags(
+    gw: Gateway, principal: Principal, headers: Mapping[str, str], body: Mapping[str, Any]
+) -> dict[str, str]:
+    """Key tags, then request metadata, then the X-Margin-Tags header (later wins), checked against the
+    tag policy. A key's own user/team/project cannot be overridden by the request."""
+    tags = dict(principal.tags)
+    metadata = body.get("metadata")
+    if isinstance(metadata, Mapping):
+        for name, value in metadata.items():
+            if isinstance(name, str) and isinstance(value, str) and name not in ("user_id",):
+                tags.setdefault(name, value)
+    for name, value in parse_tag_header(headers.get("x-margin-tags")).items():
+        if principal.key is not None and name in ("user", "team", "project") and name in principal.tags:
+            continue
+        tags[name] = value
+    policy = gw.config.tag_policy
+    if policy.enabled:
+        missing = [name for name in policy.required if not tags.get(name)]
+        if missing:
+            raise GatewayError(
+                f"missing required tags: {', '.join(missing)}; add them to the key (`margin keys create --tag`) "
+                "or send 'X-Margin-Tags: " + ",".join(f"{m}=..." for m in missing) + "'",
+                status=400,
+                error_type="invalid_request_error",
+                code="missing_tags",
+            )
+    return tags
+
+
+@dataclass
+class CallContext:
+    """Everything known about one request once it is accepted."""
+
+    request_id: str
+    wire: Wire
+    endpoint: Endpoint
+    body: dict[str, Any]
+    stream: bool
+    principal: Principal
+    tags: dict[str, str]
+    task_id: str | None
+    route: ModelRoute
+    prompt_tokens: int
+    requested_max_tokens: int | None
+    started_at: datetime
+    started_monotonic: float
+    passthrough_headers: dict[str, str] = field(default_factory=dict)
+    include_usage_requested: bool = False
+    attempts: int = 0
+
+
+def resolve_route(gw: Gateway, model: Any, principal: Principal) -> ModelRoute:
+    if not isinstance(model, str) or not model:
+        raise GatewayError(
+            "'model' is required: the name of a configured model (GET /v1/models lists them)",
+            status=400,
+            error_type="invalid_request_error",
+            param="model",
+            code="missing_model",
+        )
+    route = gw.routes.get(model)
+    if route is None:
+        names = ", ".join(sorted(gw.routes))
+        raise GatewayError(
+            f"model {model!r} is not served by this gateway; available: {names}",
+            status=404,
+            error_type="invalid_request_error",
+            param="model",
+            code="model_not_found",
+        )
+    if principal.key is not None and principal.key.models and model not in principal.key.models:
+        raise GatewayError(
+            f"this key may not use model {model!r}; allowed: {', '.join(principal.key.models)}",
+            status=403,
+            error_type="permission_error",
+            param="model",
+            code="model_not_allowed",
+        )
+    return route
+
+
+def _requested_max_tokens(wire: Wire, endpoint: Endpoint, body: Mapping[str, Any]) -> int | None:
+    if endpoint == "embeddings":
+        return None
+    for name in ("max_completion_tokens", "max_tokens") if wire == "openai" else ("max_tokens",):
+        value = body.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise GatewayError(
+                    f"'{name}' must be a positive integer, got {value!r}",
+                    status=400,
+                    error_type="invalid_request_error",
+                    param=name,
+                    code="invalid_max_tokens",
+                )
+            return value
+    return None
+
+
+def plan_request(
+    gw: Gateway,
+    *,
+    wire: Wire,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    headers: Mapping[str, str],
+    principal: Principal,
+) -> CallContext:
+    route = resolve_route(gw, body.get("model"), principal)
+    tags = request_tags(gw, principal, headers, body)
+    stream = bool(body.get("stream")) and endpoint != "embeddings"
+    try:
+        prompt_tokens = count_prompt_tokens(endpoint, body, route.upstream_model)
+    except MarginError as exc:
+        raise GatewayError(
+            f"cannot read the request's messages: {exc.message}",
+            status=400,
+            error_type="invalid_request_error",
+            code="invalid_messages",
+        ) from None
+    if prompt_tokens > gw.config.max_input_tokens:
+        raise GatewayError(
+            f"the prompt has about {prompt_tokens:,} tokens, above this gateway's limit of "
+            f"{gw.config.max_input_tokens:,} (gateway.max_input_tokens); shorten the conversation",
+            status=413,
+            error_type="invalid_request_error",
+            code="input_too_large",
+        )
+    stream_options = body.get("stream_options")
+    include_usage = isinstance(stream_options, Mapping) and bool(stream_options.get("include_usage"))
+    passthrough = {k: v for k, v in headers.items() if k in ("anthropic-beta", "x-mock-fault")}
+    return CallContext(
+        request_id=uuid.uuid4().hex,
+        wire=wire,
+        endpoint=endpoint,
+        body=body,
+        stream=stream,
+        principal=principal,
+        tags=tags,
+        task_id=headers.get("x-margin-task-id") or None,
+        route=route,
+        prompt_tokens=prompt_tokens,
+        requested_max_tokens=_requested_max_tokens(wire, endpoint, body),
+        started_at=gw.clock(),
+        started_monotonic=time.monotonic(),
+        passthrough_headers=passthrough,
+        include_usage_requested=include_usage,
+    )
+
+
+def key_budget_rules(principal: Principal) -> list[BudgetConfig]:
+    """A key created with ``--budget 5/day`` carries its own budget."""
+    key = principal.key
+    if key is None or not key.budget:
+        return []
+    from ..keys import parse_budget
+
+    amount, period = parse_budget(key.budget)
+    return [BudgetConfig(name=f"key-{key.prefix}", scope="key", value=key.key_id, period=period, amount=amount)]
+
+
+@dataclass
+class Reserved:
+    """A reservation held for one attempt."""
+
+    reservation_id: str
+    counters_reservation: Any
+    applied: list[AppliedBudget]
+    amount: Decimal
+    max_tokens: int | None
+
+
+async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
+    """Clamp max_tokens to what the budgets allow and reserve the worst case, atomically and durably."""
+    now = gw.clock()
+    rules = [*gw.config.budgets, *key_budget_rules(ctx.principal)]
+    scope = RequestScope(key_id=ctx.principal.key_id, tags=ctx.tags, model=route.name)
+    applied = applicable_budgets(rules, scope, now)
+    exact = route.upstream_model.startswith(("gpt-", "o1", "o3", "o4", "text-embedding"))
+    margin = gw.config.reserve_margin_exact if exact else gw.config.reserve_margin_estimate
+    prompt = int((Decimal(ctx.prompt_tokens) * margin).to_integral_value(rounding="ROUND_CEILING"))
+    max_tokens: int | None = None
+    if ctx.endpoint != "embeddings":
+        cap = min(gw.config.max_tokens_cap, route.max_tokens_cap or gw.config.max_tokens_cap)
+        max_tokens = min(ctx.requested_max_tokens or gw.config.default_max_tokens, cap)
+    worst, input_cost, per_token = route.pricer.worst_case(prompt, max_tokens or 0, now)
+    headroom = gw.counters.headroom(applied)
+    if headroom is not None and worst > headroom and max_tokens is not None:
+        affordable = max_affordable_output_tokens(headroom, input_cost, per_token)
+        if affordable < min(MIN_USEFUL_OUTPUT_TOKENS, max_tokens):
+            raise _budget_error(gw, applied, worst, headroom)
+        max_tokens = min(max_tokens, affordable)
+        worst = input_cost + per_token * max_tokens
+    reservation_id = uuid.uuid4().hex
+    held = gw.counters.try_reserve(reservation_id, applied, worst)
+    if held is None:
+        raise _budget_error(gw, applied, worst, gw.counters.headroom(applied) or ZERO)
+    try:
+        await gw.ledger.open_reservation(
+            StoredReservation(
+                reservation_id=reservation_id,
+                request_id=ctx.request_id,
+                scopes=held.counters,
+                amount=worst,
+                created_at=now,
+                expires_at=None,
+            )
+        )
+    except BaseException:
+        gw.counters.settle(held, ZERO)
+        raise
+    return Reserved(reservation_id, held, applied, worst, max_tokens)
+
+
+def _budget_error(gw: Gateway, applied: list[AppliedBudget], worst: Decimal, headroom: Decimal) -> GatewayError:
+    tightest = min(
+        applied,
+        key=lambda b: (
+            b.cap - (gw.counters.snapshot(b.counter)[0] + gw.counters.snapshot(b.counter)[1] if b.counter else ZERO)
+        ),
+    )
+    return GatewayError(
+        f"budget exceeded: {tightest.label} has ${max(headroom, ZERO):.6f} left of its ${tightest.cap} cap, "
+        f"this request could cost up to ${worst:.6f}; lower max_tokens, shorten the prompt, or raise the budget",
+        status=402,
+        error_type="budget_exceeded",
+        code="budget_exceeded",
+        headers={"x-margin-budget-remaining": f"{max(headroom, ZERO):f}"},
+    )
+
+
+def upstream_body(ctx: CallContext, route: ModelRoute, max_tokens: int | None) -> dict[str, Any]:
+    body = dict(ctx.body)
+    body["model"] = route.upstream_model
+    # metadata carried margin's tags; upstreams restrict it (Anthropic accepts only user_id, OpenAI only
+    # with store=true), so only what they accept goes on.
+    metadata = body.pop("metadata", None)
+    if isinstance(metadata, Mapping):
+        if ctx.wire == "anthropic" and "user_id" in metadata:
+            body["metadata"] = {"user_id": metadata["user_id"]}
+        elif ctx.wire == "openai" and body.get("store"):
+            body["metadata"] = metadata
+    if max_tokens is not None:
+        if ctx.wire == "openai" and "max_completion_tokens" in body:
+            body["max_completion_tokens"] = max_tokens
+        else:
+            body["max_tokens"] = max_tokens
+    if ctx.stream and ctx.wire == "openai":
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True  # always meter; stripped again if the client did not ask
+        body["stream_options"] = options
+    return body
+
+
+def normalize(ctx: CallContext, body: Mapping[str, Any]) -> NormalizedUsage:
+    usage = body.get("usage")
+    if not isinstance(usage, Mapping):
+        from ..usage import UsageBlockError
+
+        raise UsageBlockError("the upstream response has no usage block")
+    if ctx.endpoint == "embeddings":
+        return from_openai_embeddings(usage)
+    if ctx.wire == "anthropic":
+        return from_anthropic(usage)
+    return from_openai_chat(usage)
+
+
+def make_event(
+    gw: Gateway,
+    ctx: CallContext,
+    route: ModelRoute,
+    *,
+    status: str,
+    usage: NormalizedUsage | None,
+    cost: Cost | None,
+    reserved: Reserved | None,
+    attempt: int,
+    error: UpstreamError | MarginError | None = None,
+    ttft_ms: int | None = None,
+    served_model: str | None = None,
+) -> UsageEvent:
+    usage = usage or NormalizedUsage(source="none")
+    return UsageEvent(
+        event_id=uuid.uuid4().hex,
+        request_id=ctx.request_id,
+        attempt=attempt,
+        started_at=ctx.started_at,
+        finished_at=gw.clock(),
+        status=status,  # type: ignore[arg-type]
+        endpoint=ctx.endpoint,
+        requested_model=ctx.body.get("model") if isinstance(ctx.body.get("model"), str) else "",
+        served_model=served_model or route.upstream_model,
+        provider=route.provider.name,
+        key_id=ctx.principal.key_id,
+        tags=ctx.tags,
+        task_id=ctx.task_id,
+        input_tokens=usage.input_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        usage_source=usage.source,
+        list_cost=cost.list_cost if cost else ZERO,
+        effective_cost=cost.effective_cost if cost else ZERO,
+        price_source=cost.source.describe() if cost else None,
+        latency_ms=int((time.monotonic() - ctx.started_monotonic) * 1000),
+        ttft_ms=ttft_ms,
+        error_type=getattr(error, "error_type", None) if error else None,
+        error_message=(getattr(error, "message", None) or str(error))[:500] if error else None,
+        retries=attempt,
+        stream=ctx.stream,
+        route=route.name,
+        fallback_from=ctx.body.get("model") if route.name != ctx.body.get("model") else None,
+        max_tokens=reserved.max_tokens if reserved else None,
+        reserved_cost=reserved.amount if reserved else ZERO,
+    )
+
+
+async def settle(gw: Gateway, reserved: Reserved, event: UsageEvent) -> None:
+    """Replace the reservation by the actual cost, in memory and durably in one ledger transaction."""
+    gw.counters.settle(reserved.counters_reservation, event.effective_cost)
+    await gw.ledger.settle(event, reserved.reservation_id)
+
+
+def remaining_budget(gw: Gateway, reserved: Reserved) -> str:
+    room = gw.counters.headroom(reserved.applied)
+    return "unlimited" if room is None else f"{max(room, ZERO):f}"
+
+
+def budget_warning(gw: Gateway, reserved: Reserved) -> str | None:
+    """The most severe threshold any applicable budget has crossed (warn/review), for a response header."""
+    worst = None
+    order = {"ok": 0, "warn": 1, "review": 2, "block": 3}
+    for budget in reserved.applied:
+        if budget.counter is None:
+            continue
+        status = budget_status(budget.rule, gw.counters.spent(budget.counter))
+        if status != "ok" and (worst is None or order[status] > order[worst[0]]):
+            worst = (status, budget.label)
+    return f"{worst[0]}: {worst[1]}" if worst else None
+
+
+def backoff_seconds(gw: Gateway, attempt: int, error: UpstreamError) -> float:
+    """Exponential backoff with full jitter, honouring Retry-After when the upstream sent one."""
+    retry = gw.config.retries
+    ceiling = min(retry.max_delay_ms, retry.base_delay_ms * (2**attempt)) / 1000
+    delay = random.uniform(0, ceiling)
+    if error.retry_after is not None:
+        delay = max(delay, min(error.retry_after, retry.max_delay_ms / 1000))
+    return delay
+
+
+def candidates(gw: Gateway, ctx: CallContext) -> list[ModelRoute]:
+    return [ctx.route, *(gw.routes[name] for name in ctx.route.fallbacks if name in gw.routes)]
+
+
+async def run_call(gw: Gateway, ctx: CallContext) -> tuple[ModelRoute, Reserved, UpstreamResponse, int]:
+    """Non-streaming call with retries and fallbacks; every failed attempt is metered. Returns the route
+    that answered, its reservation (still open), the response and the attempt number."""
+    attempt = 0
+    last_error: UpstreamError | None = None
+    for route in candidates(gw, ctx):
+        for retry in range(gw.config.retries.max_retries + 1):
+            reserved = await reserve(gw, ctx, route)
+            call = UpstreamCall(
+                wire=ctx.wire,
+                endpoint=ctx.endpoint,
+                body=upstream_body(ctx, route, reserved.max_tokens),
+                headers=ctx.passthrough_headers,
+            )
+            try:
+                response = await route.provider.send(call)
+            except UpstreamError as exc:
+                last_error = exc
+                await settle(
+                    gw,
+                    reserved,
+                    make_event(
+                        gw,
+                        ctx,
+                        route,
+                        status="upstream_error",
+                        usage=None,
+                        cost=None,
+                        reserved=reserved,
+                        attempt=attempt,
+                        error=exc,
+                    ),
+                )
+                attempt += 1
+                if not exc.retryable:
+                    raise
+                if retry < gw.config.retries.max_retries:
+                    await asyncio.sleep(backoff_seconds(gw, retry, exc))
+                continue
+            except BaseException:
+                # Cancelled (client gone) or a bug: release the reservation before propagating.
+                await asyncio.shield(
+                    settle(
+                        gw,
+                        reserved,
+                        make_event(
+                            gw,
+                            ctx,
+                            route,
+                            status="client_abort",
+                            usage=None,
+                            cost=None,
+                            reserved=reserved,
+                            attempt=attempt,
+                        ),
+                    )
+                )
+                raise
+            return route, reserved, response, attempt
+    assert last_error is not None
+    raise last_error

@@ -1,0 +1,218 @@
+"""The gateway's assembled parts, built once from config: model routes with their providers and pricers,
+the ledger, the budget counters and the key cache. Passed explicitly to the request pipeline; nothing here
+is a module-level global."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from ..config import CustomModel, MarginConfig, margin_home
+from ..errors import ConfigError
+from ..keys import hash_key
+from ..policy.budgets import BudgetCounters, RequestScope, applicable_budgets, period_start
+from ..pricing import Catalog, Cost, TokenUsage, load_price_data
+from ..store.base import VirtualKey
+from ..store.sqlite import SQLiteLedger
+from .config import GatewayConfig, ModelRouteConfig, ProviderConfig
+from .providers.anthropic import AnthropicProvider
+from .providers.base import Provider
+from .providers.mock import MockProvider
+from .providers.openai import OpenAIProvider
+
+__all__ = ["Gateway", "ModelRoute", "RoutePricer", "build_gateway"]
+
+_MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class RoutePricer:
+    """Prices usages of one route: the catalog entry it resolved to at start-up (or the route's override)."""
+
+    catalog: Catalog
+    model: str
+    provider: str
+
+    def price(self, usage: TokenUsage, at: datetime) -> Cost:
+        return self.catalog.price(usage, self.model, self.provider, at=at)
+
+    def worst_case(self, prompt_tokens: int, max_tokens: int, at: datetime) -> tuple[Decimal, Decimal, Decimal]:
+        """(worst-case effective cost, input cost, output price per token) for a prompt size. Pricing the
+        prompt once with no output and once with a million output tokens gives the output rate that
+        applies at THIS prompt size, context tiers included."""
+        base = self.price(TokenUsage(input_tokens=prompt_tokens), at).effective_cost
+        with_output = self.price(TokenUsage(input_tokens=prompt_tokens, output_tokens=_MILLION), at).effective_cost
+        per_token = (with_output - base) / _MILLION
+        return base + per_token * max_tokens, base, per_token
+
+    @property
+    def source(self) -> str:
+        return self.catalog.find(self.model, self.provider).source.describe()
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    name: str
+    provider: Provider
+    upstream_model: str
+    pricer: RoutePricer
+    fallbacks: tuple[str, ...]
+    max_tokens_cap: int | None
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    catalog: Catalog
+    routes: dict[str, ModelRoute]
+    providers: dict[str, Provider]
+    ledger: SQLiteLedger
+    counters: BudgetCounters
+    master_key: str | None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # key hash -> (key, fetched at monotonic seconds); keys are re-read after KEY_CACHE_SECONDS so a
+    # revocation takes effect quickly without a database read on every request.
+    _key_cache: dict[str, tuple[VirtualKey | None, float]] = field(default_factory=dict)
+
+    KEY_CACHE_SECONDS = 5.0
+
+    def lookup_key(self, secret: str) -> VirtualKey | None:
+        digest = hash_key(secret)
+        cached = self._key_cache.get(digest)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < self.KEY_CACHE_SECONDS:
+            return cached[0]
+        key = self.ledger.get_key_by_hash(digest)
+        self._key_cache[digest] = (key, now)
+        return key
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        await self.ledger.aclose()
+
+
+def _provider(config: ProviderConfig) -> Provider:
+    api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    if config.api_key_env and not api_key and config.type != "mock":
+        raise ConfigError(
+            f"provider {config.name!r}: environment variable {config.api_key_env} is not set; export the API key "
+            "or remove api_key_env for an upstream that needs none"
+        )
+    if config.type == "mock":
+        return MockProvider(
+            config.name,
+            latency_ms=config.latency_ms,
+            ms_per_token=config.ms_per_token,
+            fault_rates=config.fault_rates or None,
+        )
+    if config.type == "anthropic":
+        return AnthropicProvider(
+            config.name,
+            base_url=config.base_url or "https://api.anthropic.com",
+            api_key=api_key,
+            timeout=config.timeout_s,
+            connect_timeout=config.connect_timeout_s,
+            max_connections=config.max_connections,
+        )
+    if config.type == "openai_compatible" and not config.base_url:
+        raise ConfigError(f"provider {config.name!r}: openai_compatible needs base_url")
+    return OpenAIProvider(
+        config.name,
+        base_url=config.base_url or "https://api.openai.com/v1",
+        api_key=api_key,
+        timeout=config.timeout_s,
+        connect_timeout=config.connect_timeout_s,
+        max_connections=config.max_connections,
+    )
+
+
+def _route_overrides(models: list[ModelRouteConfig]) -> list[CustomModel]:
+    """Routes with explicit prices become custom catalog models named ``route:NAME``."""
+    return [
+        CustomModel(
+            id=f"route:{m.name}",
+            provider="gateway-route",
+            input_mtok=m.price.input_mtok,
+            output_mtok=m.price.output_mtok,
+            cache_read_mtok=m.price.cache_read_mtok,
+            cache_write_mtok=m.price.cache_write_mtok,
+        )
+        for m in models
+        if m.price.input_mtok is not None and m.price.output_mtok is not None
+    ]
+
+
+def build_gateway(
+    config: MarginConfig, *, database: Path | None = None, providers: dict[str, Provider] | None = None
+) -> Gateway:
+    """Assemble the gateway. ``providers`` replaces configured providers by name (tests inject fakes)."""
+    gw = config.gateway
+    prices = config.prices.model_copy(
+        update={"custom_models": [*config.prices.custom_models, *_route_overrides(gw.models)]}
+    )
+    catalog = Catalog.from_data(load_price_data(margin_home(config)), prices)
+    built: dict[str, Provider] = {
+        p.name: _provider(p) for p in gw.providers if not providers or p.name not in providers
+    }
+    built.update(providers or {})
+    routes: dict[str, ModelRoute] = {}
+    for m in gw.models:
+        upstream = m.upstream_model or m.name
+        if m.price.input_mtok is not None:
+            pricer = RoutePricer(catalog, f"route:{m.name}", "gateway-route")
+        else:
+            entry = catalog.find(m.price.catalog_model or upstream, m.price.catalog_provider)
+            pricer = RoutePricer(catalog, entry.model.id, entry.provider.id)
+        routes[m.name] = ModelRoute(
+            name=m.name,
+            provider=built[m.provider],
+            upstream_model=upstream,
+            pricer=pricer,
+            fallbacks=tuple(m.fallbacks),
+            max_tokens_cap=m.max_tokens_cap,
+        )
+    path = database or Path(gw.database or margin_home(config) / "ledger.db")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ledger = SQLiteLedger(path)
+    master = os.environ.get(gw.master_key_env) or None
+    gateway = Gateway(
+        config=gw,
+        catalog=catalog,
+        routes=routes,
+        providers=built,
+        ledger=ledger,
+        counters=BudgetCounters(),
+        master_key=master,
+    )
+    rebuild_counters(gateway)
+    return gateway
+
+
+def rebuild_counters(gateway: Gateway) -> None:
+    """After a restart: charge open reservations at their worst case (they become ledger events), then load
+    each budget's spend in its current period from the ledger, so counters are never lower than the truth."""
+    now = gateway.clock()
+    gateway.ledger.reconcile_open_reservations(now)
+    for rule in gateway.config.budgets:
+        if rule.period == "request":
+            continue
+        since = period_start(rule.period, now)
+        group_by = None if rule.scope == "global" else ("model" if rule.scope == "model" else rule.scope)
+        rows = gateway.ledger.spend(since, None, group_by)
+        for row in rows:
+            value = "*" if rule.scope == "global" else row.group
+            if value is None:
+                continue
+            if rule.value is not None and value != rule.value:
+                continue
+            # Reuse the pure counter naming so start-up and requests agree on keys.
+            scope = RequestScope(key_id=value, tags={rule.scope.removeprefix("tag:"): value}, model=value)
+            for applied in applicable_budgets([rule], scope, now):
+                if applied.counter is not None:
+                    gateway.counters.add_spent(applied.counter, row.effective_cost)

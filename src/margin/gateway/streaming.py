@@ -1,0 +1,241 @@
+"""Streaming relay: pass the upstream's server-sent events to the client while metering them.
+
+The gateway always asks OpenAI-wire upstreams for usage (``stream_options.include_usage``) and drops the
+usage-only chunk again when the client did not ask for it. The terminating event (``data: [DONE]`` or
+Anthropic's ``message_stop``) is sent only after the settled usage event is durable, so a client that
+received the whole stream is always in the ledger. A client that disconnects midway is still billed for
+what was generated (counted locally when the upstream's usage never arrived), with status client_abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import orjson
+
+from ..errors import MarginError
+from ..usage import AnthropicStreamTracker, NormalizedUsage, OpenAIStreamTracker
+from .pipeline import (
+    CallContext,
+    Reserved,
+    backoff_seconds,
+    candidates,
+    make_event,
+    remaining_budget,
+    reserve,
+    settle,
+    upstream_body,
+)
+from .providers.base import SSEEvent, UpstreamCall, UpstreamError
+from .providers.sse import encode_sse
+from .state import Gateway, ModelRoute
+
+__all__ = ["open_stream"]
+
+
+async def open_stream(gw: Gateway, ctx: CallContext) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+    """Start the upstream stream (retrying and falling back until the first event arrives) and return the
+    response headers and the body iterator."""
+    attempt = 0
+    last_error: UpstreamError | None = None
+    for route in candidates(gw, ctx):
+        for retry in range(gw.config.retries.max_retries + 1):
+            reserved = await reserve(gw, ctx, route)
+            call = UpstreamCall(
+                wire=ctx.wire,
+                endpoint=ctx.endpoint,
+                body=upstream_body(ctx, route, reserved.max_tokens),
+                headers=ctx.passthrough_headers,
+            )
+            events = route.provider.stream(call)
+            try:
+                first = await anext(events)
+            except (UpstreamError, StopAsyncIteration) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, UpstreamError)
+                    else UpstreamError(
+                        "the upstream closed the stream without any event",
+                        status=502,
+                        error_type="stream_dropped",
+                        retryable=True,
+                    )
+                )
+                last_error = error
+                await settle(
+                    gw,
+                    reserved,
+                    make_event(
+                        gw,
+                        ctx,
+                        route,
+                        status="upstream_error",
+                        usage=None,
+                        cost=None,
+                        reserved=reserved,
+                        attempt=attempt,
+                        error=error,
+                    ),
+                )
+                attempt += 1
+                if not error.retryable:
+                    raise error from None
+                if retry < gw.config.retries.max_retries:
+                    await asyncio.sleep(backoff_seconds(gw, retry, error))
+                continue
+            except BaseException:
+                await asyncio.shield(
+                    settle(
+                        gw,
+                        reserved,
+                        make_event(
+                            gw,
+                            ctx,
+                            route,
+                            status="client_abort",
+                            usage=None,
+                            cost=None,
+                            reserved=reserved,
+                            attempt=attempt,
+                        ),
+                    )
+                )
+                raise
+            headers = {
+                "x-margin-request-id": ctx.request_id,
+                "x-margin-served-model": route.upstream_model,
+                "x-margin-max-tokens": str(reserved.max_tokens or ""),
+                "x-margin-reserved": f"{reserved.amount:f}",
+                "x-margin-budget-remaining": remaining_budget(gw, reserved),
+            }
+            return headers, _relay(gw, ctx, route, reserved, first, events, attempt)
+    assert last_error is not None
+    raise last_error
+
+
+async def _relay(
+    gw: Gateway,
+    ctx: CallContext,
+    route: ModelRoute,
+    reserved: Reserved,
+    first: SSEEvent,
+    events: AsyncIterator[SSEEvent],
+    attempt: int,
+) -> AsyncIterator[bytes]:
+    tracker: OpenAIStreamTracker | AnthropicStreamTracker
+    tracker = (
+        OpenAIStreamTracker(route.upstream_model)
+        if ctx.wire == "openai"
+        else AnthropicStreamTracker(route.upstream_model)
+    )
+    ttft_ms = int((time.monotonic() - ctx.started_monotonic) * 1000)
+    status = "client_abort"
+    error: UpstreamError | None = None
+    settled = False
+
+    async def finish(final_status: str) -> bytes:
+        """Settle durably; returns an SSE comment carrying the cost for clients that want it."""
+        nonlocal settled
+        usage = _usage(ctx, tracker)
+        cost = route.pricer.price(usage.to_token_usage(), gw.clock())
+        event = make_event(
+            gw,
+            ctx,
+            route,
+            status=final_status,
+            usage=usage,
+            cost=cost,
+            reserved=reserved,
+            attempt=attempt,
+            error=error,
+            ttft_ms=ttft_ms,
+        )
+        await settle(gw, reserved, event)
+        settled = True
+        return f": margin-cost={cost.effective_cost:f} request-id={ctx.request_id}\n\n".encode()
+
+    try:
+        event: SSEEvent | None = first
+        while event is not None:
+            terminal = _is_terminal(ctx, event)
+            if terminal:
+                yield await finish("ok")
+                status = "ok"
+                yield encode_sse(event)
+                break
+            data = _parse(event)
+            if data is not None:
+                tracker.feed(data) if ctx.wire == "openai" else tracker.feed(event.event, data)  # type: ignore[call-arg]
+            if not (ctx.wire == "openai" and not ctx.include_usage_requested and _usage_only_chunk(data)):
+                yield encode_sse(event)
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                event = None
+        if not settled:
+            # The upstream ended without its terminal event: meter what came, tell the client.
+            error = UpstreamError(
+                "the upstream stream ended early", status=502, error_type="stream_dropped", retryable=False
+            )
+            status = "upstream_error"
+            yield await finish(status)
+    except UpstreamError as exc:
+        error = exc
+        status = "upstream_error"
+        if not settled:
+            yield await finish(status)
+        yield _error_event(ctx, exc)
+    finally:
+        if not settled:
+            # The client went away (cancellation) or the relay broke: bill what was generated anyway.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await finish(status)
+                except MarginError:
+                    pass  # the ledger already failed loudly (it logs and fails every later write)
+
+
+def _parse(event: SSEEvent) -> dict[str, Any] | None:
+    if event.data == "[DONE]":
+        return None
+    try:
+        data = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_terminal(ctx: CallContext, event: SSEEvent) -> bool:
+    if ctx.wire == "openai":
+        return event.data.strip() == "[DONE]"
+    return event.event == "message_stop"
+
+
+def _usage_only_chunk(data: dict[str, Any] | None) -> bool:
+    return bool(data) and data.get("usage") is not None and not data.get("choices")  # type: ignore[union-attr]
+
+
+def _usage(ctx: CallContext, tracker: OpenAIStreamTracker | AnthropicStreamTracker) -> NormalizedUsage:
+    # The prompt as counted for the reservation (tools included), used only when the upstream sent no usage.
+    messages = ctx.body.get("messages") or []
+    if isinstance(tracker, OpenAIStreamTracker):
+        return tracker.usage(messages, prompt_tokens=ctx.prompt_tokens)
+    return tracker.usage(messages, system=ctx.body.get("system"), prompt_tokens=ctx.prompt_tokens)
+
+
+def _error_event(ctx: CallContext, error: UpstreamError) -> bytes:
+    if ctx.wire == "anthropic":
+        body = {"type": "error", "error": {"type": "api_error", "message": f"upstream stream failed: {error.message}"}}
+        return encode_sse(SSEEvent(event="error", data=orjson.dumps(body).decode()))
+    body = {
+        "error": {
+            "message": f"upstream stream failed: {error.message}",
+            "type": error.error_type,
+            "code": error.error_type,
+        }
+    }
+    return encode_sse(SSEEvent(data=orjson.dumps(body).decode()))

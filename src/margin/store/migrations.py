@@ -1,0 +1,191 @@
+"""Named schema migrations of the SQLite ledger, in the style of simonw/llm.
+
+:data:`MIGRATIONS` is an ordered list of ``(name, SQL)``. :func:`apply_migrations` runs, in order, every
+migration whose name is not yet in the ``migrations(name, applied_at)`` table, each in its own transaction
+together with the row that records it, so a migration is applied exactly once even if two processes open the
+ledger at the same moment (``BEGIN IMMEDIATE`` serializes them). Never edit or reorder a released
+migration: append a new one.
+
+Storage conventions (see :mod:`margin.store.sqlite`):
+
+* times are UTC ISO-8601 text of fixed width (``2026-11-23T19:00:00.000000+00:00``), so text order is time
+  order and range filters use the indexes;
+* money is kept twice: the exact Decimal as text (``list_cost``) and integer nano-dollars rounded half-even
+  (``list_cost_nanos``) for fast exact sums in SQL;
+* ``tags`` and other structured values are JSON text (``json_extract`` works on them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+__all__ = ["MIGRATIONS", "Migration", "applied_migrations", "apply_migrations", "split_statements"]
+
+Migration = tuple[str, str]
+
+MIGRATIONS: list[Migration] = [
+    (
+        "m001_usage_events",
+        """
+        CREATE TABLE usage_events (
+            event_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            requested_model TEXT NOT NULL,
+            served_model TEXT,
+            provider TEXT,
+            key_id TEXT,
+            tags TEXT NOT NULL DEFAULT '{}',
+            task_id TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            usage_source TEXT NOT NULL,
+            list_cost TEXT NOT NULL,
+            list_cost_nanos INTEGER NOT NULL,
+            effective_cost TEXT NOT NULL,
+            effective_cost_nanos INTEGER NOT NULL,
+            price_source TEXT,
+            latency_ms INTEGER,
+            ttft_ms INTEGER,
+            error_type TEXT,
+            error_message TEXT,
+            retries INTEGER NOT NULL DEFAULT 0,
+            stream INTEGER NOT NULL DEFAULT 0,
+            route TEXT,
+            cache TEXT,
+            fallback_from TEXT,
+            max_tokens INTEGER,
+            reserved_cost TEXT NOT NULL DEFAULT '0',
+            reserved_cost_nanos INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX usage_events_finished_at ON usage_events(finished_at);
+        CREATE INDEX usage_events_key_id ON usage_events(key_id, finished_at);
+        CREATE INDEX usage_events_task_id ON usage_events(task_id);
+        CREATE INDEX usage_events_request_id ON usage_events(request_id);
+        """,
+    ),
+    (
+        "m002_reservations",
+        """
+        CREATE TABLE reservations (
+            reservation_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            amount_nanos INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            key_id TEXT,
+            tags TEXT NOT NULL DEFAULT '{}',
+            endpoint TEXT,
+            model TEXT
+        );
+        CREATE INDEX reservations_expires_at ON reservations(expires_at);
+        """,
+    ),
+    (
+        "m003_keys",
+        """
+        CREATE TABLE keys (
+            key_id TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            user TEXT,
+            team TEXT,
+            project TEXT,
+            tags TEXT NOT NULL DEFAULT '{}',
+            budget TEXT,
+            models TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE INDEX keys_prefix ON keys(prefix);
+        """,
+    ),
+    (
+        "m004_alerts",
+        """
+        CREATE TABLE alerts (
+            alert_id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            scope TEXT,
+            message TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX alerts_created_at ON alerts(created_at);
+        """,
+    ),
+]
+
+_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script into complete statements (semicolons inside strings or triggers stay put)."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in sql.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\r\n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {buffer.strip()[:80]!r}")
+    return statements
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations recorded in ``conn``'s database, in the order they were applied."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone()
+    if not exists:
+        return []
+    return [row[0] for row in conn.execute("SELECT name FROM migrations ORDER BY applied_at, rowid")]
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied now (empty when up to date).
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``): transactions are explicit here.
+    """
+    names = [name for name, _ in migrations]
+    if len(set(names)) != len(names):
+        raise ValueError("migration names must be unique")
+    if conn.in_transaction:
+        raise ValueError("apply_migrations needs a connection outside any transaction")
+    conn.execute(_MIGRATIONS_TABLE)
+    already = set(applied_migrations(conn))
+    applied_now: list[str] = []
+    for name, sql in migrations:
+        if name in already:
+            continue
+        statements = split_statements(sql)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Checked inside the write lock: another process may have applied it since we last looked.
+            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(UTC).isoformat(timespec="microseconds")),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        applied_now.append(name)
+    return applied_now

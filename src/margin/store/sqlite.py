@@ -1,0 +1,1025 @@
+"""The embedded ledger: one SQLite file, one writer thread, group commit.
+
+Write path (the style of simonw/datasette: one writer thread per database, fed by a queue). The gateway
+awaits :meth:`SQLiteLedger.write_event` and friends on its event loop. Each call encodes its row on the
+caller's side (bad input raises ValueError there, before anything is queued), takes one of ``queue_size``
+slots (when all are taken the coroutine waits: that is the backpressure; the event loop thread never blocks
+on the queue), puts the item on a :class:`queue.Queue` and awaits a future. The writer thread takes the first
+item, drains whatever else is queued without waiting (a batch of at most ``batch_max`` items), runs them all
+in ONE transaction, commits, and only then frees their slots and resolves every item's future (one
+``call_soon_threadsafe`` per event loop per batch). That is the group commit: the cost of a commit is shared
+by every writer waiting at that moment, so throughput rises with concurrency while each caller still learns
+only about committed data. Cancelling an awaiting task does not cancel its write.
+
+Synchronous methods (keys, reconcile, reads) are for the CLI and for threads. The writing ones go through the
+same writer thread and refuse to run on an event loop thread (RuntimeError: use ``asyncio.to_thread``).
+
+Durability: WAL with ``synchronous=NORMAL`` (the default) means a commit has been handed to the operating
+system before the awaiting call returns, so a committed row survives a crash or ``kill -9`` of the process.
+It does not survive a power loss or kernel crash (the WAL is fsynced only at checkpoints); pass
+``synchronous="FULL"`` for that, at the cost of one fsync per group commit.
+
+Failure: a write that fails (disk full, constraint violated, I/O error) is never swallowed. The whole batch
+is rolled back, each of its callers gets a :class:`~margin.store.base.LedgerError` carrying the cause, the
+failure is logged at ERROR, and the ledger enters its failed state: every later write raises LedgerError at
+once, so the gateway refuses requests (fails closed) instead of serving them unmetered. Restart to recover.
+
+Reads (spend, events, keys) run on their own connections (WAL lets readers run beside the writer).
+Times must be timezone-aware; they are stored as fixed-width UTC ISO text and come back in UTC (equal to
+what was written). Money is stored exactly (Decimal text) and as integer nano-dollars rounded half-even.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import queue
+import re
+import sqlite3
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
+from pathlib import Path
+from typing import Any, get_args
+
+from ..config import MarginConfig, margin_home
+from ..keys import hash_key
+from ..usage import UsageEvent
+from .base import GROUP_BY_CHOICES, Alert, LedgerError, Reservation, SpendRow, SyncMode, VirtualKey
+from .migrations import MIGRATIONS, Migration, apply_migrations
+
+__all__ = ["NANOS_PER_USD", "SQLiteLedger", "default_ledger_path", "from_nanos", "to_nanos"]
+
+_log = logging.getLogger(__name__)
+
+NANOS_PER_USD = 10**9
+_MAX_NANOS = 2**63 - 1
+# Sums of Decimal text in SQL: enough precision for any realistic ledger, and Inexact trapped, so a sum is
+# exact or raises, never silently rounded.
+_SUM_CONTEXT = Context(prec=400, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation])
+_TAG_NAME = re.compile(r'^[^"\\\x00-\x1f]+$')
+_READ_POOL_SIZE = 4
+
+# ---------------------------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------------------------
+
+_EVENT_COLUMNS = tuple(
+    """
+    event_id request_id attempt started_at finished_at status endpoint requested_model served_model
+    provider key_id tags task_id input_tokens cache_read_tokens cache_write_tokens output_tokens
+    reasoning_tokens usage_source list_cost list_cost_nanos effective_cost effective_cost_nanos
+    price_source latency_ms ttft_ms error_type error_message retries stream route cache fallback_from
+    max_tokens reserved_cost reserved_cost_nanos
+    """.split()
+)
+_INSERT_EVENT = (
+    f"INSERT INTO usage_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+)
+_SELECT_EVENT = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM usage_events"
+
+_RESERVATION_COLUMNS = tuple(
+    """
+    reservation_id request_id scopes amount amount_nanos created_at expires_at key_id tags endpoint
+    model
+    """.split()
+)
+_INSERT_RESERVATION = (
+    f"INSERT INTO reservations ({', '.join(_RESERVATION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_RESERVATION_COLUMNS))})"
+)
+_SELECT_RESERVATION = f"SELECT {', '.join(_RESERVATION_COLUMNS)} FROM reservations"
+
+_KEY_COLUMNS = tuple(
+    """
+    key_id key_hash prefix user team project tags budget models created_at revoked_at
+    """.split()
+)
+_INSERT_KEY = f"INSERT INTO keys ({', '.join(_KEY_COLUMNS)}) VALUES ({', '.join('?' * len(_KEY_COLUMNS))})"
+_INSERT_ALERT = "INSERT INTO alerts (alert_id, created_at, kind, scope, message, data) VALUES (?, ?, ?, ?, ?, ?)"
+_SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM keys"
+
+
+def to_nanos(amount: Decimal) -> int:
+    """USD -> integer nano-dollars, rounded half-even once (exact rational arithmetic on integers)."""
+    if not isinstance(amount, Decimal):
+        raise TypeError(f"money must be a Decimal, got {type(amount).__name__} {amount!r}")
+    if not amount.is_finite():
+        raise ValueError(f"money must be a finite amount, got {amount}")
+    if amount and amount.adjusted() > 9:
+        raise ValueError(f"amount {amount} is out of the ledger's range (|amount| < $9.2 billion)")
+    numerator, denominator = amount.as_integer_ratio()
+    nanos, remainder = divmod(numerator * NANOS_PER_USD, denominator)  # floor; 0 <= remainder < denominator
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and nanos % 2):
+        nanos += 1
+    if abs(nanos) > _MAX_NANOS:
+        raise ValueError(f"amount {amount} is out of the ledger's range (|amount| < $9.2 billion)")
+    return nanos
+
+
+def from_nanos(nanos: int) -> Decimal:
+    """Integer nano-dollars -> USD, exactly."""
+    return Decimal(nanos).scaleb(-9, Context(prec=60))
+
+
+def _money(amount: Decimal, what: str) -> tuple[str, int]:
+    try:
+        return str(amount), to_nanos(amount)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what}: {exc}") from None
+
+
+def _ts(value: datetime, what: str) -> str:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware (e.g. datetime.now(UTC)), got naive {value.isoformat()}")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _opt_ts(value: datetime | None, what: str) -> str | None:
+    return None if value is None else _ts(value, what)
+
+
+def _from_ts(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _tags_json(tags: Mapping[str, str], what: str) -> str:
+    for name, value in tags.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"{what} must map str to str, got {name!r}: {value!r}")
+    return json.dumps(dict(tags), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _tag_path(name: str) -> str:
+    if not _TAG_NAME.match(name):
+        raise ValueError(f"invalid tag name {name!r}: it must be non-empty, without quotes or backslashes")
+    return f'$."{name}"'
+
+
+def _event_row(event: UsageEvent) -> tuple[Any, ...]:
+    if not isinstance(event, UsageEvent):
+        raise TypeError(f"expected a UsageEvent, got {type(event).__name__}")
+    list_cost, list_nanos = _money(event.list_cost, "list_cost")
+    effective_cost, effective_nanos = _money(event.effective_cost, "effective_cost")
+    reserved_cost, reserved_nanos = _money(event.reserved_cost, "reserved_cost")
+    return (
+        event.event_id,
+        event.request_id,
+        event.attempt,
+        _ts(event.started_at, "started_at"),
+        _ts(event.finished_at, "finished_at"),
+        event.status,
+        event.endpoint,
+        event.requested_model,
+        event.served_model,
+        event.provider,
+        event.key_id,
+        _tags_json(event.tags, "tags"),
+        event.task_id,
+        event.input_tokens,
+        event.cache_read_tokens,
+        event.cache_write_tokens,
+        event.output_tokens,
+        event.reasoning_tokens,
+        event.usage_source,
+        list_cost,
+        list_nanos,
+        effective_cost,
+        effective_nanos,
+        event.price_source,
+        event.latency_ms,
+        event.ttft_ms,
+        event.error_type,
+        event.error_message,
+        event.retries,
+        1 if event.stream else 0,
+        event.route,
+        event.cache,
+        event.fallback_from,
+        event.max_tokens,
+        reserved_cost,
+        reserved_nanos,
+    )
+
+
+def _event_from_row(row: Sequence[Any]) -> UsageEvent:
+    values = dict(zip(_EVENT_COLUMNS, row, strict=True))
+    for nanos in ("list_cost_nanos", "effective_cost_nanos", "reserved_cost_nanos"):
+        del values[nanos]
+    for money in ("list_cost", "effective_cost", "reserved_cost"):
+        values[money] = Decimal(values[money])
+    values["started_at"] = _from_ts(values["started_at"])
+    values["finished_at"] = _from_ts(values["finished_at"])
+    values["tags"] = json.loads(values["tags"])
+    values["stream"] = bool(values["stream"])
+    return UsageEvent(**values)
+
+
+def _reservation_row(res: Reservation) -> tuple[Any, ...]:
+    if not isinstance(res, Reservation):
+        raise TypeError(f"expected a Reservation, got {type(res).__name__}")
+    amount, nanos = _money(res.amount, "amount")
+    return (
+        res.reservation_id,
+        res.request_id,
+        json.dumps(list(res.scopes), ensure_ascii=False),
+        amount,
+        nanos,
+        _ts(res.created_at, "created_at"),
+        _opt_ts(res.expires_at, "expires_at"),
+        res.key_id,
+        _tags_json(res.tags, "tags"),
+        res.endpoint,
+        res.model,
+    )
+
+
+def _reservation_from_row(row: Sequence[Any]) -> Reservation:
+    values = dict(zip(_RESERVATION_COLUMNS, row, strict=True))
+    del values["amount_nanos"]
+    values["scopes"] = tuple(json.loads(values["scopes"]))
+    values["amount"] = Decimal(values["amount"])
+    values["created_at"] = _from_ts(values["created_at"])
+    values["expires_at"] = _from_ts(values["expires_at"])
+    values["tags"] = json.loads(values["tags"])
+    return Reservation(**values)
+
+
+def _key_row(key: VirtualKey) -> tuple[Any, ...]:
+    if not isinstance(key, VirtualKey):
+        raise TypeError(f"expected a VirtualKey, got {type(key).__name__}")
+    return (
+        key.key_id,
+        key.key_hash,
+        key.prefix,
+        key.user,
+        key.team,
+        key.project,
+        _tags_json(key.tags, "tags"),
+        key.budget,
+        json.dumps(list(key.models), ensure_ascii=False),
+        _ts(key.created_at, "created_at"),
+        _opt_ts(key.revoked_at, "revoked_at"),
+    )
+
+
+def _key_from_row(row: Sequence[Any]) -> VirtualKey:
+    values = dict(zip(_KEY_COLUMNS, row, strict=True))
+    values["tags"] = json.loads(values["tags"])
+    values["models"] = tuple(json.loads(values["models"]))
+    values["created_at"] = _from_ts(values["created_at"])
+    values["revoked_at"] = _from_ts(values["revoked_at"])
+    return VirtualKey(**values)
+
+
+class _DecimalSum:
+    """SQLite aggregate: the exact sum of Decimal text values, returned as text."""
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            self.total = _SUM_CONTEXT.add(self.total, Decimal(value))
+
+    def finalize(self) -> str:
+        return str(self.total)
+
+
+def default_ledger_path(config: MarginConfig | None = None) -> Path:
+    """Where the ledger lives by default: ``$MARGIN_HOME/ledger.db`` (see :func:`margin.config.margin_home`)."""
+    return margin_home(config) / "ledger.db"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Write queue plumbing
+# ---------------------------------------------------------------------------------------------------------
+
+# An operation runs on the writer thread, inside the batch's transaction, and returns the caller's result.
+_Op = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(slots=True)
+class _Item:
+    op: _Op
+    loop: asyncio.AbstractEventLoop | None  # None: a synchronous caller waiting on a concurrent future
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+
+
+class _Slots:
+    """A counting semaphore shared by threads and event loops: ``capacity`` items may be in flight (queued or
+    being written). Coroutines wait on futures of their own loop (never blocking it); threads wait on a
+    condition. A freed slot goes to the longest-waiting coroutine first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._free = capacity
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        self.max_in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.capacity - self._free
+
+    def _took_one(self) -> None:
+        self._free -= 1
+        in_flight = self.capacity - self._free
+        if in_flight > self.max_in_flight:
+            self.max_in_flight = in_flight
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._took_one()
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, waiter))
+        try:
+            await waiter  # resolved by _wake, which hands over a slot without freeing it
+        except asyncio.CancelledError:
+            with self._lock:
+                try:
+                    self._waiters.remove((loop, waiter))
+                    still_queued = True
+                except ValueError:
+                    still_queued = False
+            # Already popped by release(): if the slot reached us (the task was cancelled just after the
+            # hand-over), give it back; if the waiter was cancelled before _wake ran, _wake passes it on.
+            if not still_queued and waiter.done() and not waiter.cancelled():
+                self.release(1)
+            raise
+
+    def acquire_sync(self) -> None:
+        with self._cond:
+            while self._free <= 0:
+                self._cond.wait()
+            self._took_one()
+
+    def release(self, count: int) -> None:
+        wakes: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        with self._lock:
+            for _ in range(count):
+                if self._waiters:
+                    loop, waiter = self._waiters.popleft()
+                    wakes.setdefault(loop, []).append(waiter)
+                else:
+                    self._free += 1
+            if self._free > 0:
+                self._cond.notify(self._free)
+        for loop, waiters in wakes.items():
+            try:
+                loop.call_soon_threadsafe(self._wake, waiters)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                self.release(len(waiters))
+
+    def _wake(self, waiters: list[asyncio.Future[None]]) -> None:
+        unused = 0
+        for waiter in waiters:
+            if waiter.done():  # cancelled while the hand-over was on its way
+                unused += 1
+            else:
+                waiter.set_result(None)
+        if unused:
+            self.release(unused)
+
+
+def _resolve_async(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in results:
+        if future.done():  # the awaiting task was cancelled; the write happened (or failed) regardless
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def _execute(sql: str, params: tuple[Any, ...]) -> _Op:
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(sql, params)
+
+    return op
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+_STOP = object()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The ledger
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SQLiteLedger:
+    """The gateway's ledger on one SQLite file (see the module docstring for the write path and durability).
+
+    ``queue_size`` bounds the writes in flight (queued or being committed); ``batch_max`` bounds the writes
+    committed together. ``synchronous`` is SQLite's ``PRAGMA synchronous``: ``NORMAL`` survives a process
+    kill, ``FULL`` also a power loss. ``migrations`` and ``on_batch`` exist for tests and instrumentation:
+    ``on_batch(connection, batch_size)`` runs on the writer thread inside each batch's transaction, just
+    before COMMIT (raising there fails the batch).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        queue_size: int = 10_000,
+        batch_max: int = 256,
+        synchronous: SyncMode = "NORMAL",
+        busy_timeout_ms: int = 5_000,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        on_batch: Callable[[sqlite3.Connection, int], None] | None = None,
+    ) -> None:
+        if str(path) == ":memory:" or str(path).startswith("file:"):
+            raise ValueError("the ledger needs a file path (readers and the writer use separate connections)")
+        if queue_size < 1 or batch_max < 1:
+            raise ValueError("queue_size and batch_max must be at least 1")
+        if synchronous not in get_args(SyncMode):
+            raise ValueError(f"synchronous must be one of {', '.join(get_args(SyncMode))}, got {synchronous!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._batch_max = batch_max
+        self._on_batch = on_batch
+        # Bounded: the slots admit at most queue_size items, plus room for the stop sentinel, so put_nowait
+        # never finds it full; waiting happens on the slots, where a coroutine can wait without blocking.
+        self._queue: queue.Queue[_Item | object] = queue.Queue(maxsize=queue_size + 1)
+        self._slots = _Slots(queue_size)
+        self._submit_lock = threading.Lock()
+        self._closed = False
+        self._failure: LedgerError | None = None
+        self._failed_at: datetime | None = None
+        self._read_pool: list[sqlite3.Connection] = []
+        self._read_lock = threading.Lock()
+        self.commit_count = 0  # committed transactions (group commits), for tests and metrics
+        self.committed_items = 0  # writes committed
+        self.max_batch = 0  # the largest batch committed
+
+        try:
+            self._conn = self._connect()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger at {self.path}: {exc}", cause=exc) from exc
+        try:
+            journal = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(journal).lower() != "wal":
+                raise LedgerError(f"cannot put {self.path} in WAL mode (journal_mode is {journal})")
+            apply_migrations(self._conn, migrations)
+        except BaseException as exc:
+            self._conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise LedgerError(f"cannot open the ledger at {self.path}: {exc}", cause=exc) from exc
+            raise
+        self._thread = threading.Thread(target=self._writer, name=f"margin-ledger-writer:{self.path.name}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    # -- connections ------------------------------------------------------------------------------------------
+
+    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if read_only:
+            conn.execute("PRAGMA query_only=ON")
+            conn.create_aggregate("margin_decimal_sum", 1, _DecimalSum)
+        return conn
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        with self._read_lock:
+            conn = self._read_pool.pop() if self._read_pool else None
+        if conn is None:
+            conn = self._connect(read_only=True)
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            with self._read_lock:
+                if not self._closed and len(self._read_pool) < _READ_POOL_SIZE:
+                    self._read_pool.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    # -- state ------------------------------------------------------------------------------------------------
+
+    @property
+    def failed(self) -> LedgerError | None:
+        """The error that put the ledger in its failed state, or None while it is healthy."""
+        return self._failure
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def in_flight(self) -> int:
+        """Writes queued or being committed now."""
+        return self._slots.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most writes ever in flight at once (never above ``queue_size``)."""
+        return self._slots.max_in_flight
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise self._failed_error()
+        if self._closed:
+            raise LedgerError(f"the ledger at {self.path} is closed")
+
+    def _failed_error(self) -> LedgerError:
+        assert self._failure is not None
+        return LedgerError(
+            f"the ledger at {self.path} failed at {self._failed_at:%Y-%m-%d %H:%M:%S} UTC and accepts no writes "
+            f"until restarted: {self._failure.cause or self._failure.message}",
+            cause=self._failure.cause,
+        )
+
+    # -- submitting writes ------------------------------------------------------------------------------------
+
+    def _enqueue(self, item: _Item) -> None:
+        with self._submit_lock:
+            if self._closed:
+                raise LedgerError(f"the ledger at {self.path} is closed")
+            self._queue.put_nowait(item)
+
+    async def _submit(self, op: _Op) -> Any:
+        self._check_usable()
+        loop = asyncio.get_running_loop()
+        await self._slots.acquire()
+        future: asyncio.Future[Any] = loop.create_future()
+        try:
+            self._check_usable()
+            self._enqueue(_Item(op, loop, future))
+        except BaseException:
+            self._slots.release(1)
+            raise
+        return await future
+
+    def _submit_sync(self, op: _Op) -> Any:
+        self._check_usable()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("the ledger's writer thread cannot wait on its own queue")
+        if _running_loop() is not None:
+            # Blocking here would stall the loop, and could deadlock it: a freed slot goes to the coroutines
+            # waiting on this very loop first.
+            raise RuntimeError(
+                "SQLiteLedger's synchronous writes block; on an event loop call them via asyncio.to_thread(...)"
+            )
+        self._slots.acquire_sync()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            self._check_usable()
+            self._enqueue(_Item(op, None, future))
+        except BaseException:
+            self._slots.release(1)
+            raise
+        return future.result()
+
+    # -- the writer thread --------------------------------------------------------------------------------------
+
+    def _writer(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                batch: list[_Item] = [first]  # type: ignore[list-item]
+                stop = False
+                while len(batch) < self._batch_max:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)  # type: ignore[arg-type]
+                self._run_batch(batch)
+                if stop:
+                    break
+        except BaseException as exc:  # a bug in the loop itself: fail closed rather than hang callers
+            self._fail(exc, 0)
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP:
+                    self._finish([item], None)  # type: ignore[list-item]
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        if self._failure is not None:
+            self._finish(batch, None)
+            return
+        conn = self._conn
+        results: list[Any] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                results.append(item.op(conn))
+            if self._on_batch is not None:
+                self._on_batch(conn, len(batch))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    _log.exception("ledger rollback failed")
+            self._fail(exc, len(batch))
+            self._finish(batch, None)
+            return
+        self.commit_count += 1
+        self.committed_items += len(batch)
+        self.max_batch = max(self.max_batch, len(batch))
+        self._finish(batch, results)
+
+    def _fail(self, exc: BaseException, batch_size: int) -> None:
+        if self._failure is None:
+            self._failed_at = datetime.now(UTC)
+            self._failure = LedgerError(
+                f"ledger write failed, {batch_size} write(s) not recorded: {type(exc).__name__}: {exc}", cause=exc
+            )
+            _log.error(
+                "ledger %s: write failed (%s: %s); %d write(s) rolled back; the ledger now refuses writes",
+                self.path,
+                type(exc).__name__,
+                exc,
+                batch_size,
+                exc_info=exc,
+            )
+
+    def _finish(self, batch: list[_Item], results: list[Any] | None) -> None:
+        """Free the batch's slots, then resolve every item (``results`` None: the batch failed). Slots first,
+        so that a caller whose await has returned no longer counts as in flight."""
+        self._slots.release(len(batch))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        for index, item in enumerate(batch):
+            error = self._failed_error() if results is None else None
+            result = None if results is None else results[index]
+            if item.loop is None:
+                future = item.future
+                assert isinstance(future, concurrent.futures.Future)
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+            else:
+                by_loop.setdefault(item.loop, []).append((item.future, result, error))  # type: ignore[arg-type]
+        for loop, resolutions in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # loop closed: its callers are gone
+                loop.call_soon_threadsafe(_resolve_async, resolutions)
+
+    # -- async writes (the gateway) ------------------------------------------------------------------------------
+
+    async def write_event(self, event: UsageEvent) -> None:
+        """Record one usage event; returns once committed."""
+        row = _event_row(event)
+        await self._submit(_execute(_INSERT_EVENT, row))
+
+    async def open_reservation(self, reservation: Reservation) -> None:
+        """Record an open reservation (write-ahead, before the upstream call); returns once committed."""
+        row = _reservation_row(reservation)
+        await self._submit(_execute(_INSERT_RESERVATION, row))
+
+    async def settle(self, event: UsageEvent, reservation_id: str) -> bool:
+        """Write ``event`` and delete reservation ``reservation_id`` in the same transaction; returns once
+        committed, True if the reservation was still open (False: already settled or reconciled)."""
+        row = _event_row(event)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.execute(_INSERT_EVENT, row)
+            return conn.execute("DELETE FROM reservations WHERE reservation_id = ?", (reservation_id,)).rowcount > 0
+
+        return bool(await self._submit(op))
+
+    async def write_alert(
+        self,
+        kind: str,
+        message: str,
+        *,
+        scope: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        created_at: datetime | None = None,
+    ) -> str:
+        """Record an alert; returns its id once committed."""
+        alert_id = uuid.uuid4().hex
+        row = (
+            alert_id,
+            _ts(created_at or datetime.now(UTC), "created_at"),
+            kind,
+            scope,
+            message,
+            json.dumps(dict(data or {}), ensure_ascii=False, sort_keys=True, default=str),
+        )
+        await self._submit(_execute(_INSERT_ALERT, row))
+        return alert_id
+
+    # -- keys (sync; the CLI) -------------------------------------------------------------------------------------
+
+    def create_key(self, key: VirtualKey) -> None:
+        """Store a virtual key. ValueError if its id or hash already exists (the ledger stays healthy)."""
+        row = _key_row(key)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            clash = conn.execute(
+                "SELECT 1 FROM keys WHERE key_id = ? OR key_hash = ?", (key.key_id, key.key_hash)
+            ).fetchone()
+            if clash:
+                return False
+            conn.execute(_INSERT_KEY, row)
+            return True
+
+        if not self._submit_sync(op):
+            raise ValueError(f"a key with id {key.key_id!r} or the same key hash already exists")
+
+    def get_key_by_hash(self, key_hash: str) -> VirtualKey | None:
+        with self._reader() as conn:
+            row = conn.execute(f"{_SELECT_KEY} WHERE key_hash = ?", (key_hash,)).fetchone()
+        return None if row is None else _key_from_row(row)
+
+    def list_keys(self, *, include_revoked: bool = True) -> list[VirtualKey]:
+        where = "" if include_revoked else " WHERE revoked_at IS NULL"
+        with self._reader() as conn:
+            rows = conn.execute(f"{_SELECT_KEY}{where} ORDER BY created_at, key_id").fetchall()
+        return [_key_from_row(row) for row in rows]
+
+    def revoke_key(self, key_id_or_prefix: str, *, now: datetime | None = None) -> bool:
+        """Revoke the key with this id, display prefix (or the key itself). True if a key was revoked now;
+        False if none matches or it was already revoked. ValueError if a prefix matches several keys."""
+        revoked_at = _ts(now or datetime.now(UTC), "now")
+        needle = key_id_or_prefix
+
+        def op(conn: sqlite3.Connection) -> bool | list[str]:
+            rows = conn.execute(
+                "SELECT key_id, revoked_at FROM keys WHERE key_id = ? OR key_hash = ?", (needle, hash_key(needle))
+            ).fetchall()
+            if not rows:
+                rows = conn.execute("SELECT key_id, revoked_at FROM keys WHERE prefix = ?", (needle,)).fetchall()
+            if len(rows) > 1:
+                return sorted(row[0] for row in rows)
+            if not rows or rows[0][1] is not None:
+                return False
+            conn.execute("UPDATE keys SET revoked_at = ? WHERE key_id = ?", (revoked_at, rows[0][0]))
+            return True
+
+        outcome = self._submit_sync(op)
+        if isinstance(outcome, list):
+            raise ValueError(f"{needle!r} matches {len(outcome)} keys ({', '.join(outcome)}); pass a key id")
+        return bool(outcome)
+
+    # -- reads -----------------------------------------------------------------------------------------------------
+
+    def spend(
+        self, since: datetime | None = None, until: datetime | None = None, group_by: str | None = None
+    ) -> list[SpendRow]:
+        """Spend between ``since`` (inclusive) and ``until`` (exclusive) by ``finished_at``, per group.
+
+        ``group_by``: None (one total row, present even when empty), ``key``, ``model`` (served model),
+        ``provider``, ``status``, ``user``/``team``/``project``/``feature`` (tags), or ``tag:NAME``. Rows come
+        most expensive first. Costs are exact sums of the stored Decimal text.
+        """
+        params: list[Any] = []
+        if group_by is None:
+            group_sql = "NULL"
+        elif group_by == "key":
+            group_sql = "key_id"
+        elif group_by == "model":
+            group_sql = "served_model"
+        elif group_by in ("provider", "status"):
+            group_sql = group_by
+        elif group_by in ("user", "team", "project", "feature") or group_by.startswith("tag:"):
+            name = group_by[4:] if group_by.startswith("tag:") else group_by
+            group_sql = "json_extract(tags, ?)"
+            params.append(_tag_path(name))
+        else:
+            raise ValueError(
+                f"cannot group spend by {group_by!r}: use one of {', '.join(GROUP_BY_CHOICES)} or tag:NAME"
+            )
+        where, where_params = self._time_filter(since, until)
+        sql = (
+            f"SELECT {group_sql} AS grp, COUNT(DISTINCT request_id), COALESCE(SUM(input_tokens), 0), "
+            "COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0), "
+            "COALESCE(SUM(output_tokens), 0), margin_decimal_sum(list_cost), margin_decimal_sum(effective_cost) "
+            f"FROM usage_events{where}"
+        )
+        if group_by is not None:
+            sql += " GROUP BY grp"
+        with self._reader() as conn:
+            rows = conn.execute(sql, params + where_params).fetchall()
+        spend = [
+            SpendRow(
+                group=None if group is None else str(group),
+                requests=requests,
+                input_tokens=inp,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
+                output_tokens=out,
+                list_cost=Decimal(list_cost or 0),
+                effective_cost=Decimal(effective_cost or 0),
+            )
+            for group, requests, inp, cache_read, cache_write, out, list_cost, effective_cost in rows
+        ]
+        spend.sort(key=lambda row: (-row.effective_cost, row.group is None, row.group or ""))
+        return spend
+
+    @staticmethod
+    def _time_filter(since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("finished_at >= ?")
+            params.append(_ts(since, "since"))
+        if until is not None:
+            clauses.append("finished_at < ?")
+            params.append(_ts(until, "until"))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def sum_effective_cost(
+        self,
+        since: datetime,
+        *,
+        key_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        served_model: str | None = None,
+    ) -> Decimal:
+        """Effective cost of the events finished at or after ``since`` matching every filter given, summed
+        exactly in SQL as integer nano-dollars (each event rounded half-even to the nano) and converted back.
+        This is what the gateway rebuilds its budget counters from at start-up."""
+        clauses, params = ["finished_at >= ?"], [_ts(since, "since")]
+        if key_id is not None:
+            clauses.append("key_id = ?")
+            params.append(key_id)
+        for name, value in (tags or {}).items():
+            clauses.append("json_extract(tags, ?) = ?")
+            params += [_tag_path(name), value]
+        if served_model is not None:
+            clauses.append("served_model = ?")
+            params.append(served_model)
+        sql = f"SELECT COALESCE(SUM(effective_cost_nanos), 0) FROM usage_events WHERE {' AND '.join(clauses)}"
+        with self._reader() as conn:
+            (total,) = conn.execute(sql, params).fetchone()
+        return from_nanos(int(total))
+
+    def open_reservations(self) -> list[Reservation]:
+        with self._reader() as conn:
+            rows = conn.execute(f"{_SELECT_RESERVATION} ORDER BY created_at, reservation_id").fetchall()
+        return [_reservation_from_row(row) for row in rows]
+
+    def events(self, request_id: str | None = None, limit: int = 1000) -> list[UsageEvent]:
+        """Usage events, every field as written. With ``request_id``: that request's attempts in order;
+        without: the latest ``limit`` events, newest first."""
+        with self._reader() as conn:
+            if request_id is not None:
+                rows = conn.execute(
+                    f"{_SELECT_EVENT} WHERE request_id = ? ORDER BY attempt, finished_at, rowid LIMIT ?",
+                    (request_id, limit),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"{_SELECT_EVENT} ORDER BY finished_at DESC, rowid DESC LIMIT ?", (limit,)
+                ).fetchall()
+        return [_event_from_row(row) for row in rows]
+
+    def alerts(self, limit: int = 100) -> list[Alert]:
+        """The latest alerts, newest first."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT alert_id, created_at, kind, scope, message, data FROM alerts "
+                "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            Alert(
+                alert_id=alert_id,
+                created_at=datetime.fromisoformat(created_at),
+                kind=kind,
+                scope=scope,
+                message=message,
+                data=json.loads(data),
+            )
+            for alert_id, created_at, kind, scope, message, data in rows
+        ]
+
+    # -- recovery --------------------------------------------------------------------------------------------------
+
+    def reconcile_open_reservations(self, now: datetime, *, only_expired: bool = False) -> list[UsageEvent]:
+        """After a crash: turn every open reservation into a charged usage event, in one transaction.
+
+        A reservation still open at start-up belongs to a request whose outcome the ledger never learned
+        (the gateway died mid-call; the provider may well have billed it). Each becomes an event with status
+        ``upstream_error``, error_type ``gateway_crash`` and list_cost = effective_cost = the reserved
+        worst-case amount, carrying the reservation's key, tags and model, and the reservation is deleted in
+        the same transaction. This OVERCHARGES BY DESIGN: budgets rebuilt from the ledger are never lower than
+        the truth, so a crash can never be used to overspend. ``only_expired`` limits it to reservations whose
+        ``expires_at`` has passed (for several gateway processes sharing one ledger).
+        """
+        stamp = _ts(now, "now")
+
+        def op(conn: sqlite3.Connection) -> list[UsageEvent]:
+            sql = _SELECT_RESERVATION
+            params: tuple[Any, ...] = ()
+            if only_expired:
+                sql += " WHERE expires_at IS NOT NULL AND expires_at <= ?"
+                params = (stamp,)
+            reservations = [_reservation_from_row(row) for row in conn.execute(sql, params).fetchall()]
+            events = []
+            for res in reservations:
+                event = UsageEvent(
+                    event_id=f"reconciled-{res.reservation_id}",
+                    request_id=res.request_id,
+                    attempt=0,
+                    started_at=res.created_at,
+                    finished_at=datetime.fromisoformat(stamp),
+                    status="upstream_error",
+                    endpoint=res.endpoint or "unknown",
+                    requested_model=res.model or "unknown",
+                    served_model=res.model,
+                    key_id=res.key_id,
+                    tags=dict(res.tags),
+                    usage_source="none",
+                    list_cost=res.amount,
+                    effective_cost=res.amount,
+                    reserved_cost=res.amount,
+                    price_source="reservation",
+                    error_type="gateway_crash",
+                    error_message=(
+                        "the gateway stopped before this request settled; charged the reserved worst case "
+                        f"(reservation {res.reservation_id}, scopes {', '.join(res.scopes) or '-'})"
+                    ),
+                )
+                conn.execute(_INSERT_EVENT, _event_row(event))
+                conn.execute("DELETE FROM reservations WHERE reservation_id = ?", (res.reservation_id,))
+                events.append(event)
+            return events
+
+        events: list[UsageEvent] = self._submit_sync(op)
+        if events:
+            _log.warning(
+                "ledger %s: charged %d open reservation(s) at their worst case after an unclean stop",
+                self.path,
+                len(events),
+            )
+        return events
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop accepting writes, commit everything already queued, stop the writer thread and close the
+        connections. Idempotent. Blocks: on an event loop use :meth:`aclose`."""
+        with self._submit_lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put_nowait(_STOP)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        with self._read_lock:
+            pool, self._read_pool = self._read_pool, []
+        for conn in pool:
+            conn.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> SQLiteLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SQLiteLedger:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "failed" if self._failure else ("closed" if self._closed else "open")
+        return f"SQLiteLedger({str(self.path)!r}, {state})"
