@@ -17,6 +17,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/margin serve --demo-key
+
+demo: $(STAMP)
 	$(BIN)/margin demo
 
 test: $(STAMP)

@@ -231,10 +231,12 @@ def serve_command(
             gw.ledger, user="demo", team="demo", project="demo", tags={"environment": "dev"}, budget=None, models=()
         )
         out_console.print(f"demo key: [bold]{secret}[/]")
-        out_console.print(
+        # Plain print: a terminal-width wrap would break the copy-paste line.
+        print(
             f"try: python -c \"from openai import OpenAI; c = OpenAI(base_url='{base}/v1', "
             f"api_key='{secret}'); print(c.chat.completions.create(model='gpt-4o-mini', "
-            "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\""
+            "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\"",
+            flush=True,
         )
     uvicorn.run(
         create_app(gw),

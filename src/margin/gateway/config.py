@@ -76,10 +76,11 @@ class ModelRouteConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
-    """A spend budget. ``scope`` is ``global``, ``key``, ``user``, ``team``, ``project``, ``model`` or
-    ``tag:NAME``; ``value`` selects one (e.g. team ``ml``); without ``value`` the budget applies to each
-    scope value separately (every team gets its own counter). Thresholds are fractions of ``amount``:
-    warn and review add response headers, ``block`` is the hard cap that spend can never exceed."""
+    """A spend budget. ``scope`` is ``global``, ``key``, ``user``, ``team``, ``project``, ``model`` (the
+    upstream model that serves the request) or ``tag:NAME``; ``value`` selects one (e.g. team ``ml``);
+    without ``value`` the budget applies to each scope value separately (every team gets its own
+    counter). Thresholds are fractions of ``amount``: warn and review add response headers, ``block``
+    is the hard cap that spend can never exceed."""
 
     name: str = Field(min_length=1)
     scope: str = "global"

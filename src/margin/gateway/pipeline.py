@@ -296,7 +296,7 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
     """Clamp max_tokens to what the budgets allow and reserve the worst case, atomically and durably."""
     now = gw.clock()
     rules = [*gw.config.budgets, *key_budget_rules(ctx.principal)]
-    scope = RequestScope(key_id=ctx.principal.key_id, tags=ctx.tags, model=route.name)
+    scope = RequestScope(key_id=ctx.principal.key_id, tags=ctx.tags, model=route.upstream_model)
     applied = applicable_budgets(rules, scope, now)
     exact = route.upstream_model.startswith(("gpt-", "o1", "o3", "o4", "text-embedding"))
     margin = gw.config.reserve_margin_exact if exact else gw.config.reserve_margin_estimate
@@ -318,6 +318,8 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
     if held is None:
         raise _budget_error(gw, applied, worst, gw.counters.headroom(applied) or ZERO)
     try:
+        # Key, tags and model travel with the reservation so that, after a crash, the worst-case charge
+        # lands on the same budgets when counters are rebuilt from the ledger.
         await gw.ledger.open_reservation(
             StoredReservation(
                 reservation_id=reservation_id,
@@ -326,6 +328,10 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
                 amount=worst,
                 created_at=now,
                 expires_at=None,
+                key_id=ctx.principal.key_id,
+                tags=dict(ctx.tags),
+                endpoint=ctx.endpoint,
+                model=route.upstream_model,
             )
         )
     except BaseException:
