@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Literal, cast
+
+from .store.base import VirtualKey
 
 __all__ = [
     "BUDGET_PERIODS",
@@ -69,3 +72,33 @@ def parse_budget(text: str) -> tuple[Decimal, BudgetPeriod]:
             f"invalid budget period {match['period']!r} in {text!r}: use one of {', '.join(BUDGET_PERIODS)}"
         )
     return amount, cast(BudgetPeriod, period_text)
+
+
+def new_virtual_key(
+    *,
+    user: str | None,
+    team: str | None,
+    project: str | None,
+    tags: dict[str, str],
+    budget: str | None,
+    models: tuple[str, ...],
+) -> tuple[str, VirtualKey]:
+    """A fresh key: the secret (shown once) and the record to store (hashed). Validates the budget."""
+    if budget is not None:
+        parse_budget(budget)
+    secret = generate_key()
+    digest = hash_key(secret)
+    key = VirtualKey(
+        key_id=digest[:16],
+        key_hash=digest,
+        prefix=key_prefix(secret),
+        user=user,
+        team=team,
+        project=project,
+        tags=dict(tags),
+        budget=budget,
+        models=tuple(models),
+        created_at=datetime.now(UTC),
+        revoked_at=None,
+    )
+    return secret, key

@@ -69,8 +69,16 @@ class Faults:
         self._lock = threading.Lock()
         self._queue: deque[Fault] = deque()
 
-    def push(self, kind: int | str, *, times: int = 1, retry_after: float | None = None, seconds: float = 0.0,
-             after: int = 3, path: str | None = None) -> None:
+    def push(
+        self,
+        kind: int | str,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        seconds: float = 0.0,
+        after: int = 3,
+        path: str | None = None,
+    ) -> None:
         """Queue ``times`` copies of a fault: an HTTP status (``429``, ``"500"``, ...) or one of ``malformed``,
         ``delay`` (``seconds``), ``drop`` (``after`` events), ``stall`` (``after`` events, then ``seconds``)."""
         if isinstance(kind, int) or (isinstance(kind, str) and kind.isdigit()):
@@ -137,12 +145,22 @@ class FakeUpstream:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app(), loop="asyncio", http="h11", ws="none", lifespan="off",
-                                log_config=None, log_level="critical", access_log=False,
-                                timeout_graceful_shutdown=1, timeout_keep_alive=5)
+        config = uvicorn.Config(
+            self.app(),
+            loop="asyncio",
+            http="h11",
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            log_level="critical",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            timeout_keep_alive=5,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"fake-upstream:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"fake-upstream:{self.port}", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -209,8 +227,13 @@ class FakeUpstream:
         if fault is not None and fault.kind == "malformed":
             return Response(MALFORMED_BODY, media_type="application/json")
         mock_fault = request.headers.get("x-mock-fault")
-        call = UpstreamCall(wire=wire, endpoint=endpoint, body=body, timeout=30.0,
-                            headers={"x-mock-fault": mock_fault} if mock_fault else {})
+        call = UpstreamCall(
+            wire=wire,
+            endpoint=endpoint,
+            body=body,
+            timeout=30.0,
+            headers={"x-mock-fault": mock_fault} if mock_fault else {},
+        )
         if body.get("stream") and endpoint != "embeddings":
             return await self._stream(call, fault)
         try:

@@ -45,20 +45,33 @@ def run(coro: Any) -> Any:
 def chat(**extra: Any) -> UpstreamCall:
     headers = extra.pop("headers", {})
     timeout = extra.pop("timeout", 60.0)
-    return UpstreamCall(wire="openai", endpoint="chat.completions", headers=headers, timeout=timeout,
-                        body={"model": GPT, "messages": MESSAGES, **extra})
+    return UpstreamCall(
+        wire="openai",
+        endpoint="chat.completions",
+        headers=headers,
+        timeout=timeout,
+        body={"model": GPT, "messages": MESSAGES, **extra},
+    )
 
 
 def messages(**extra: Any) -> UpstreamCall:
     headers = extra.pop("headers", {})
     timeout = extra.pop("timeout", 60.0)
-    return UpstreamCall(wire="anthropic", endpoint="messages", headers=headers, timeout=timeout,
-                        body={"model": CLAUDE, "max_tokens": 1024, "messages": MESSAGES, **extra})
+    return UpstreamCall(
+        wire="anthropic",
+        endpoint="messages",
+        headers=headers,
+        timeout=timeout,
+        body={"model": CLAUDE, "max_tokens": 1024, "messages": MESSAGES, **extra},
+    )
 
 
 def embeddings(**extra: Any) -> UpstreamCall:
-    return UpstreamCall(wire="openai", endpoint="embeddings",
-                        body={"model": "text-embedding-3-small", "input": ["hello world", "cost"], **extra})
+    return UpstreamCall(
+        wire="openai",
+        endpoint="embeddings",
+        body={"model": "text-embedding-3-small", "input": ["hello world", "cost"], **extra},
+    )
 
 
 async def collect(provider: Any, call: UpstreamCall) -> list[SSEEvent]:
@@ -87,8 +100,10 @@ def anthropic_text(events: list[SSEEvent]) -> str:
 
 def test_sse_parses_fields_comments_and_line_endings():
     parser = SSEParser()
-    raw = (b"\xef\xbb\xbf: keep-alive\r\nevent: message_start\r\ndata: {\"a\": 1}\r\n\r\n"
-           b"data:no-space\rdata:  two spaces\r\rid: 7\nretry: 10\ndata\n\nevent: lonely\n\n")
+    raw = (
+        b'\xef\xbb\xbf: keep-alive\r\nevent: message_start\r\ndata: {"a": 1}\r\n\r\n'
+        b"data:no-space\rdata:  two spaces\r\rid: 7\nretry: 10\ndata\n\nevent: lonely\n\n"
+    )
     assert parser.feed(raw) == [
         SSEEvent(event="message_start", data='{"a": 1}'),
         SSEEvent(data="no-space\n two spaces"),
@@ -123,8 +138,11 @@ def test_encode_sse_splits_lines_and_rejects_bad_names():
 
 _line = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20)
 _events = st.lists(
-    st.builds(lambda lines, name: SSEEvent(data="\n".join(lines), event=name or None),
-              st.lists(_line, min_size=1, max_size=3), st.one_of(st.none(), _line)),
+    st.builds(
+        lambda lines, name: SSEEvent(data="\n".join(lines), event=name or None),
+        st.lists(_line, min_size=1, max_size=3),
+        st.one_of(st.none(), _line),
+    ),
     max_size=6,
 )
 
@@ -208,8 +226,15 @@ def test_mock_anthropic_stream_sequence():
     events = run(collect(mock, messages(max_tokens=30)))
     names = [e.event for e in events]
     deltas = names.count("content_block_delta")
-    assert names == ["message_start", "content_block_start", "ping", *["content_block_delta"] * deltas,
-                     "content_block_stop", "message_delta", "message_stop"]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     assert all(json.loads(e.data)["type"] == e.event for e in events)
     assert anthropic_text(events) == whole["content"][0]["text"]
     final = json.loads(events[-2].data)
@@ -231,8 +256,14 @@ def test_mock_anthropic_prompt_caching():
         cached = usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"]
         assert usage["input_tokens"] + cached == total
     # A longer prefix with a second breakpoint (1h TTL) reads the first and writes only the new part.
-    turn = [{"role": "user", "content": [{"type": "text", "text": "Long document. " * 50,
-                                          "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]
+    turn = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Long document. " * 50, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+            ],
+        }
+    ]
     third = run(mock.send(messages(system=system, messages=turn))).body["usage"]
     assert third["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
     assert third["cache_creation"]["ephemeral_1h_input_tokens"] == third["cache_creation_input_tokens"] > 0
@@ -253,11 +284,18 @@ def test_mock_embeddings():
     assert all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(decoded, vectors[0], strict=True))
 
 
-@pytest.mark.parametrize(("fault", "status", "error_type", "retryable"), [
-    ("429", 429, "rate_limited", True), ("500", 500, "server_error", True), ("503", 503, "server_error", True),
-    ("400", 400, "bad_request", False), ("timeout", 504, "timeout", True),
-    ("malformed", 502, "malformed_response", True), ("drop", 502, "connection_error", True),
-])
+@pytest.mark.parametrize(
+    ("fault", "status", "error_type", "retryable"),
+    [
+        ("429", 429, "rate_limited", True),
+        ("500", 500, "server_error", True),
+        ("503", 503, "server_error", True),
+        ("400", 400, "bad_request", False),
+        ("timeout", 504, "timeout", True),
+        ("malformed", 502, "malformed_response", True),
+        ("drop", 502, "connection_error", True),
+    ],
+)
 def test_mock_faults_on_send(fault, status, error_type, retryable):
     for call in (chat(headers={"x-mock-fault": fault}, timeout=0.5), messages(headers={"X-Mock-Fault": fault})):
         with pytest.raises(UpstreamError) as info:
@@ -324,18 +362,21 @@ def transport(handler: Callable[[httpx2.Request], Any]) -> httpx2.MockTransport:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx2.Response:
-    return httpx2.Response(status, content=json.dumps(body).encode(),
-                           headers={"content-type": "application/json", **(headers or {})})
+    return httpx2.Response(
+        status, content=json.dumps(body).encode(), headers={"content-type": "application/json", **(headers or {})}
+    )
 
 
 def openai_with(handler: Callable[[httpx2.Request], Any], **options: Any) -> OpenAIProvider:
-    return OpenAIProvider("oa", base_url="https://example.test/v1", api_key="sk-test", transport=transport(handler),
-                          **options)
+    return OpenAIProvider(
+        "oa", base_url="https://example.test/v1", api_key="sk-test", transport=transport(handler), **options
+    )
 
 
 def anthropic_with(handler: Callable[[httpx2.Request], Any], **options: Any) -> AnthropicProvider:
-    return AnthropicProvider("an", base_url="https://example.test", api_key="ak-test", transport=transport(handler),
-                             **options)
+    return AnthropicProvider(
+        "an", base_url="https://example.test", api_key="ak-test", transport=transport(handler), **options
+    )
 
 
 def send(provider: Any, call: UpstreamCall) -> UpstreamResponse:
@@ -344,6 +385,7 @@ def send(provider: Any, call: UpstreamCall) -> UpstreamResponse:
             return await provider.send(call)
         finally:
             await provider.aclose()
+
     return run(go())
 
 
@@ -378,8 +420,10 @@ def test_anthropic_request_shape():
         seen.append(request)
         return json_response(200, {"id": "msg", "content": []})
 
-    send(anthropic_with(handler), messages(headers={"anthropic-beta": "prompt-caching-2024-07-31",
-                                                    "x-api-key": "stolen"}))
+    send(
+        anthropic_with(handler),
+        messages(headers={"anthropic-beta": "prompt-caching-2024-07-31", "x-api-key": "stolen"}),
+    )
     request = seen[0]
     assert str(request.url) == "https://example.test/v1/messages"
     assert request.headers["x-api-key"] == "ak-test"
@@ -396,10 +440,18 @@ def test_retry_after_parsing():
     assert parse_retry_after({"retry-after": "soon"}) is None and parse_retry_after({}) is None
 
 
-@pytest.mark.parametrize(("status", "error_type", "retryable"), [
-    (429, "rate_limited", True), (500, "server_error", True), (529, "server_error", True),
-    (400, "bad_request", False), (401, "auth_error", False), (404, "not_found", False), (422, "bad_request", False),
-])
+@pytest.mark.parametrize(
+    ("status", "error_type", "retryable"),
+    [
+        (429, "rate_limited", True),
+        (500, "server_error", True),
+        (529, "server_error", True),
+        (400, "bad_request", False),
+        (401, "auth_error", False),
+        (404, "not_found", False),
+        (422, "bad_request", False),
+    ],
+)
 def test_http_status_mapping(status, error_type, retryable):
     body = {"error": {"message": "upstream says no", "type": "invalid_request_error"}}
     error = send_error(openai_with(lambda _: json_response(status, body, {"retry-after": "3"})), chat())
@@ -455,6 +507,7 @@ def stream_with(provider: Any, call: UpstreamCall) -> tuple[list[SSEEvent], Upst
         finally:
             await provider.aclose()
         return events, None
+
     return run(go())
 
 
@@ -521,8 +574,11 @@ def test_anthropic_against_fake_server(fake_upstream):
     assert anthropic_text(events) == anthropic_text(expected_events) == expected["content"][0]["text"]
     assert fake_upstream.requests[1].body["stream"] is True
     headers = fake_upstream.requests[0].headers
-    assert (headers["x-api-key"], headers["anthropic-version"], headers["anthropic-beta"]) == \
-        ("ak-fake", "2023-06-01", "beta-1")
+    assert (headers["x-api-key"], headers["anthropic-version"], headers["anthropic-beta"]) == (
+        "ak-fake",
+        "2023-06-01",
+        "beta-1",
+    )
 
 
 def test_fake_server_faults_map_to_upstream_errors(fake_upstream):
@@ -594,8 +650,11 @@ def test_openai_sdk_parses_fake_server(fake_upstream):
     assert completion.usage is not None and completion.usage.completion_tokens == expected["usage"]["completion_tokens"]
     short = client.chat.completions.create(model=GPT, messages=MESSAGES, max_completion_tokens=5)
     assert short.choices[0].finish_reason == "length"
-    chunks = list(client.chat.completions.create(model=GPT, messages=MESSAGES, stream=True,
-                                                 stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=GPT, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == completion.choices[0].message.content
     assert chunks[-1].choices == [] and chunks[-1].usage == completion.usage
@@ -628,6 +687,8 @@ def test_anthropic_sdk_parses_fake_server(fake_upstream):
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(model=CLAUDE, max_tokens=10, messages=MESSAGES)
     fake_upstream.faults.push("drop", after=4)
-    with pytest.raises(httpx2.RemoteProtocolError), client.messages.stream(model=CLAUDE, max_tokens=64,
-                                                                   messages=MESSAGES) as stream:
+    with (
+        pytest.raises(httpx2.RemoteProtocolError),
+        client.messages.stream(model=CLAUDE, max_tokens=64, messages=MESSAGES) as stream,
+    ):
         stream.get_final_message()

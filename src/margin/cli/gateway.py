@@ -11,7 +11,7 @@ import typer
 from rich.table import Table as RichTable
 
 from ..config import MarginConfig, margin_home
-from ..keys import generate_key, hash_key, key_prefix, parse_budget
+from ..keys import new_virtual_key
 from ..money import format_usd
 from ..store.base import VirtualKey
 from ..store.sqlite import SQLiteLedger
@@ -44,22 +44,7 @@ def create_key(
     budget: str | None,
     models: tuple[str, ...],
 ) -> tuple[str, VirtualKey]:
-    if budget is not None:
-        parse_budget(budget)  # validate before storing
-    secret = generate_key()
-    key = VirtualKey(
-        key_id=hash_key(secret)[:16],
-        key_hash=hash_key(secret),
-        prefix=key_prefix(secret),
-        user=user,
-        team=team,
-        project=project,
-        tags=tags,
-        budget=budget,
-        models=models,
-        created_at=datetime.now(UTC),
-        revoked_at=None,
-    )
+    secret, key = new_virtual_key(user=user, team=team, project=project, tags=tags, budget=budget, models=models)
     ledger.create_key(key)
     return secret, key
 

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from ..errors import MarginError
 from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
+from .admin import admin_routes
 from .errors import GatewayError, render_error
 from .pipeline import (
     CallContext,
@@ -238,5 +239,6 @@ def create_app(gw: Gateway) -> Starlette:
         Route("/v1/messages", _handler(gw, "anthropic", "messages"), methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        *admin_routes(gw),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -12,10 +12,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "BreakerConfig",
     "BudgetConfig",
     "GatewayConfig",
     "ModelRouteConfig",
     "ProviderConfig",
+    "RateLimitConfig",
     "RetryConfig",
     "TagPolicyConfig",
 ]
@@ -101,6 +103,31 @@ class BudgetConfig(_Strict):
         return self
 
 
+class RateLimitConfig(_Strict):
+    """Requests and tokens per minute for a scope (``global``, ``key``, ``user``, ``team``, ``project`` or
+    ``tag:NAME``); without ``value`` each scope value gets its own limit. Over the limit: HTTP 429 with
+    Retry-After. Tokens are the prompt at admission plus the output once known."""
+
+    name: str = Field(min_length=1)
+    scope: str = "key"
+    value: str | None = None
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+
+
+class BreakerConfig(_Strict):
+    """Spend circuit breaker: when a scope's spend in the last hour exceeds ``multiple`` x
+    ``expected_hourly`` (USD), its new requests are refused for ``cooldown_minutes`` (or until an admin
+    reset) and an alert is written to the ledger."""
+
+    name: str = Field(min_length=1)
+    scope: str = "global"
+    value: str | None = None
+    expected_hourly: Money
+    multiple: Ratio = Decimal(3)
+    cooldown_minutes: float = Field(default=30, gt=0)
+
+
 class RetryConfig(_Strict):
     max_retries: int = Field(default=2, ge=0, le=10)
     base_delay_ms: int = Field(default=100, ge=0)
@@ -133,6 +160,8 @@ class GatewayConfig(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=_default_providers)
     models: list[ModelRouteConfig] = Field(default_factory=_default_models)
     budgets: list[BudgetConfig] = Field(default_factory=list)
+    rate_limits: list[RateLimitConfig] = Field(default_factory=list)
+    breakers: list[BreakerConfig] = Field(default_factory=list)
     retries: RetryConfig = Field(default_factory=RetryConfig)
     tag_policy: TagPolicyConfig = Field(default_factory=TagPolicyConfig)
     # max_tokens when the request sets none, and the hard cap on any request's max_tokens.

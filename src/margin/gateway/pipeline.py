@@ -29,6 +29,7 @@ from ..policy.budgets import (
     budget_status,
     max_affordable_output_tokens,
 )
+from ..policy.limits import scope_value
 from ..pricing import Cost
 from ..store.base import Reservation as StoredReservation
 from ..store.base import VirtualKey
@@ -40,7 +41,7 @@ from ..usage import (
     from_openai_chat,
     from_openai_embeddings,
 )
-from .config import BudgetConfig
+from .config import BreakerConfig, BudgetConfig
 from .errors import GatewayError
 from .providers.base import Endpoint, UpstreamCall, UpstreamError, UpstreamResponse, Wire
 from .state import Gateway, ModelRoute
@@ -248,6 +249,7 @@ def plan_request(
             error_type="invalid_request_error",
             code="input_too_large",
         )
+    admit(gw, principal.key_id, tags, prompt_tokens)
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, Mapping) and bool(stream_options.get("include_usage"))
     passthrough = {k: v for k, v in headers.items() if k in ("anthropic-beta", "x-mock-fault")}
@@ -445,9 +447,78 @@ def make_event(
 
 
 async def settle(gw: Gateway, reserved: Reserved, event: UsageEvent) -> None:
-    """Replace the reservation by the actual cost, in memory and durably in one ledger transaction."""
+    """Replace the reservation by the actual cost, in memory and durably in one ledger transaction, then
+    feed the token rate limits and the spend breakers."""
     gw.counters.settle(reserved.counters_reservation, event.effective_cost)
     await gw.ledger.settle(event, reserved.reservation_id)
+    await after_spend(gw, event)
+
+
+def _rate_checks(
+    gw: Gateway, key_id: str | None, tags: Mapping[str, str]
+) -> list[tuple[str, str, int | None, int | None]]:
+    checks = []
+    for rule in gw.config.rate_limits:
+        value = scope_value(rule.scope, key_id=key_id, tags=tags)
+        if value is None or (rule.value is not None and rule.value != value):
+            continue
+        checks.append((rule.name, value, rule.requests_per_minute, rule.tokens_per_minute))
+    return checks
+
+
+def _breakers(gw: Gateway, key_id: str | None, tags: Mapping[str, str]) -> list[tuple[BreakerConfig, str]]:
+    found = []
+    for rule in gw.config.breakers:
+        value = scope_value(rule.scope, key_id=key_id, tags=tags)
+        if value is not None and (rule.value is None or rule.value == value):
+            found.append((rule, value))
+    return found
+
+
+def admit(gw: Gateway, key_id: str | None, tags: Mapping[str, str], prompt_tokens: int) -> None:
+    """Spend breakers, then rate limits (requests, and prompt tokens now; output tokens after the call)."""
+    now = time.monotonic()
+    for rule, value in _breakers(gw, key_id, tags):
+        decision = gw.breaker.check(rule.name, value, now)
+        if decision.open:
+            raise GatewayError(
+                f"spend circuit breaker {rule.name!r} is open for {rule.scope}={value}: spend in the last hour "
+                f"exceeded {rule.multiple} x the expected ${rule.expected_hourly}/hour; requests resume in "
+                f"{decision.retry_after / 60:.0f} min or after an admin reset (POST /v1/margin/breakers/reset)",
+                status=402,
+                error_type="spend_circuit_open",
+                code="spend_circuit_open",
+                headers={"retry-after": str(int(decision.retry_after) + 1)},
+            )
+    checks = _rate_checks(gw, key_id, tags)
+    if checks:
+        wait = gw.rate_limiter.admit(checks, prompt_tokens, now)
+        if wait > 0:
+            raise GatewayError(
+                f"rate limit exceeded; retry in {wait:.1f} s",
+                status=429,
+                error_type="rate_limit_exceeded",
+                code="rate_limit_exceeded",
+                headers={"retry-after": str(int(wait) + 1)},
+            )
+
+
+async def after_spend(gw: Gateway, event: UsageEvent) -> None:
+    now = time.monotonic()
+    checks = _rate_checks(gw, event.key_id, event.tags)
+    if checks and event.output_tokens:
+        gw.rate_limiter.charge_tokens(checks, event.output_tokens, now)
+    for rule, value in _breakers(gw, event.key_id, event.tags):
+        limit = rule.expected_hourly * rule.multiple
+        if gw.breaker.record(
+            rule.name, value, event.effective_cost, now, limit=limit, cooldown_s=rule.cooldown_minutes * 60
+        ):
+            await gw.ledger.write_alert(
+                "spend_circuit_open",
+                f"spend breaker {rule.name} opened for {rule.scope}={value}: last-hour spend above {limit} USD",
+                scope=f"{rule.scope}={value}",
+                data={"rule": rule.name, "limit": str(limit), "cooldown_minutes": rule.cooldown_minutes},
+            )
 
 
 def remaining_budget(gw: Gateway, reserved: Reserved) -> str:

@@ -16,6 +16,7 @@ from ..config import CustomModel, MarginConfig, margin_home
 from ..errors import ConfigError
 from ..keys import hash_key
 from ..policy.budgets import BudgetCounters, RequestScope, applicable_budgets, period_start
+from ..policy.limits import RateLimiter, SpendBreaker
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..store.base import VirtualKey
 from ..store.sqlite import SQLiteLedger
@@ -75,6 +76,8 @@ class Gateway:
     counters: BudgetCounters
     master_key: str | None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    breaker: SpendBreaker = field(default_factory=SpendBreaker)
     # key hash -> (key, fetched at monotonic seconds); keys are re-read after KEY_CACHE_SECONDS so a
     # revocation takes effect quickly without a database read on every request.
     _key_cache: dict[str, tuple[VirtualKey | None, float]] = field(default_factory=dict)
@@ -90,6 +93,10 @@ class Gateway:
         key = self.ledger.get_key_by_hash(digest)
         self._key_cache[digest] = (key, now)
         return key
+
+    def forget_cached_keys(self) -> None:
+        """Drop cached key lookups (after a revocation through the admin API)."""
+        self._key_cache.clear()
 
     async def aclose(self) -> None:
         for provider in self.providers.values():

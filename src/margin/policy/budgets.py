@@ -201,5 +201,9 @@ class BudgetCounters:
         """Rebuild from the ledger at start-up."""
         self._counters.setdefault(counter, _Counter()).spent += amount
 
+    def items(self) -> list[tuple[str, tuple[Decimal, Decimal]]]:
+        """Every counter as (name, (spent, reserved)), sorted by name."""
+        return [(name, (c.spent, c.reserved)) for name, c in sorted(self._counters.items())]
+
     def spent(self, counter: str) -> Decimal:
         return self.snapshot(counter)[0]

@@ -33,15 +33,26 @@ class AnthropicProvider(HTTPProvider):
         max_connections: int = 100,
         **options: Any,
     ) -> None:
-        super().__init__(name, base_url=base_url, timeout=timeout, connect_timeout=connect_timeout,
-                         transport=transport, max_connections=max_connections, **options)
+        super().__init__(
+            name,
+            base_url=base_url,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            transport=transport,
+            max_connections=max_connections,
+            **options,
+        )
         self._api_key = api_key
         self.anthropic_version = anthropic_version
 
     def _url(self, call: UpstreamCall) -> str:
         if call.wire != "anthropic" or call.endpoint != "messages":
-            raise UpstreamError(f"{self.name}: an Anthropic upstream cannot serve {call.wire}/{call.endpoint}",
-                                status=400, error_type="bad_request", retryable=False)
+            raise UpstreamError(
+                f"{self.name}: an Anthropic upstream cannot serve {call.wire}/{call.endpoint}",
+                status=400,
+                error_type="bad_request",
+                retryable=False,
+            )
         return self.base_url + "/v1/messages"
 
     def _auth_headers(self) -> dict[str, str]:

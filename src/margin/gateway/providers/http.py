@@ -26,8 +26,19 @@ __all__ = ["HTTPProvider", "error_for_status", "parse_retry_after"]
 
 # Headers a call may not set: the provider owns authentication, framing and content negotiation.
 _PROTECTED = frozenset(
-    {"authorization", "x-api-key", "api-key", "host", "content-length", "content-type", "transfer-encoding",
-     "connection", "accept", "accept-encoding", "anthropic-version"}
+    {
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "accept",
+        "accept-encoding",
+        "anthropic-version",
+    }
 )
 _MAX_ERROR_BODY = 64 * 1024
 _USER_AGENT = "margin-gateway/0.1"
@@ -84,8 +95,14 @@ def error_for_status(provider: str, status: int, body: Any, headers: Mapping[str
     else:
         error_type, retryable = "bad_request", False
     detail = _error_message(body) or (body[:300] if isinstance(body, str) and body else "no error message")
-    return UpstreamError(f"{provider}: HTTP {status} from upstream: {detail}", status=status, error_type=error_type,
-                         retryable=retryable, body=body, retry_after=parse_retry_after(headers))
+    return UpstreamError(
+        f"{provider}: HTTP {status} from upstream: {detail}",
+        status=status,
+        error_type=error_type,
+        retryable=retryable,
+        body=body,
+        retry_after=parse_retry_after(headers),
+    )
 
 
 def _decode_body(content: bytes) -> Any:
@@ -132,8 +149,9 @@ class HTTPProvider:
         keepalive = None if max_keepalive_connections is None else min(max_keepalive_connections, max_connections)
         self._client = httpx2.AsyncClient(
             transport=transport,
-            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=keepalive,
-                                 keepalive_expiry=keepalive_expiry),
+            limits=httpx2.Limits(
+                max_connections=max_connections, max_keepalive_connections=keepalive, keepalive_expiry=keepalive_expiry
+            ),
             timeout=self._timeouts(timeout),
             headers={"user-agent": _USER_AGENT},
             follow_redirects=False,
@@ -171,8 +189,12 @@ class HTTPProvider:
             snippet = response.content[:200].decode("utf-8", errors="replace")
             raise UpstreamError(
                 f"{self.name}: the upstream answered HTTP {response.status_code} with a body that is not a JSON "
-                f"object: {snippet!r}", status=502, error_type="malformed_response", retryable=True,
-                body=response.content[:_MAX_ERROR_BODY].decode("utf-8", errors="replace"))
+                f"object: {snippet!r}",
+                status=502,
+                error_type="malformed_response",
+                retryable=True,
+                body=response.content[:_MAX_ERROR_BODY].decode("utf-8", errors="replace"),
+            )
         return UpstreamResponse(status=response.status_code, body=body, headers=dict(response.headers))
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[SSEEvent]:
@@ -199,7 +221,10 @@ class HTTPProvider:
                 kind = "read timeout" if isinstance(exc, httpx2.TimeoutException) else "connection broken"
                 raise UpstreamError(
                     f"{self.name}: the stream broke after {seen} events ({kind}: {exc or type(exc).__name__})",
-                    status=502, error_type="stream_dropped", retryable=False) from None
+                    status=502,
+                    error_type="stream_dropped",
+                    retryable=False,
+                ) from None
             for event in parser.flush():
                 self._check_event(event, seen)
                 seen += 1
@@ -212,8 +237,7 @@ class HTTPProvider:
 
     # --- helpers -----------------------------------------------------------------------------------------------
     def _timeouts(self, read: float) -> httpx2.Timeout:
-        return httpx2.Timeout(connect=self.connect_timeout, read=read, write=self.write_timeout,
-                              pool=self.pool_timeout)
+        return httpx2.Timeout(connect=self.connect_timeout, read=read, write=self.write_timeout, pool=self.pool_timeout)
 
     def _read_timeout(self, call: UpstreamCall) -> float:
         return min(self.timeout, call.timeout)
@@ -231,20 +255,32 @@ class HTTPProvider:
         try:
             content = orjson.dumps(body, default=_json_default)
         except TypeError as exc:
-            raise UpstreamError(f"{self.name}: the request body cannot be encoded as JSON: {exc}", status=400,
-                                error_type="bad_request", retryable=False) from None
-        return self._client.build_request("POST", self._url(call), content=content, headers=headers,
-                                          timeout=self._timeouts(self._read_timeout(call)))
+            raise UpstreamError(
+                f"{self.name}: the request body cannot be encoded as JSON: {exc}",
+                status=400,
+                error_type="bad_request",
+                retryable=False,
+            ) from None
+        return self._client.build_request(
+            "POST", self._url(call), content=content, headers=headers, timeout=self._timeouts(self._read_timeout(call))
+        )
 
     def _timeout_error(self, limit: float, exc: BaseException) -> UpstreamError:
         what = type(exc).__name__ if isinstance(exc, httpx2.TimeoutException) else "deadline"
-        return UpstreamError(f"{self.name}: the upstream did not answer in time ({what}, limit {limit:g}s)",
-                             status=504, error_type="timeout", retryable=True)
+        return UpstreamError(
+            f"{self.name}: the upstream did not answer in time ({what}, limit {limit:g}s)",
+            status=504,
+            error_type="timeout",
+            retryable=True,
+        )
 
     def _connection_error(self, exc: httpx2.TransportError) -> UpstreamError:
-        return UpstreamError(f"{self.name}: cannot reach the upstream at {self.base_url}: "
-                             f"{type(exc).__name__}: {exc}", status=502, error_type="connection_error",
-                             retryable=True)
+        return UpstreamError(
+            f"{self.name}: cannot reach the upstream at {self.base_url}: {type(exc).__name__}: {exc}",
+            status=502,
+            error_type="connection_error",
+            retryable=True,
+        )
 
     async def _stream_start_error(self, response: httpx2.Response) -> UpstreamError:
         try:
@@ -254,8 +290,13 @@ class HTTPProvider:
         body = _decode_body(content)
         if not 200 <= response.status_code < 300:
             return error_for_status(self.name, response.status_code, body, response.headers)
-        return UpstreamError(f"{self.name}: asked for a stream, the upstream answered with JSON instead",
-                             status=502, error_type="malformed_response", retryable=True, body=body)
+        return UpstreamError(
+            f"{self.name}: asked for a stream, the upstream answered with JSON instead",
+            status=502,
+            error_type="malformed_response",
+            retryable=True,
+            body=body,
+        )
 
     def _check_event(self, event: SSEEvent, seen: int) -> None:
         """Raise for an in-stream error report: retryable before the first event, stream_dropped after."""
@@ -264,14 +305,30 @@ class HTTPProvider:
             return
         message = _error_message(body) or event.data[:300]
         if seen:
-            raise UpstreamError(f"{self.name}: the upstream reported an error midway through the stream: {message}",
-                                status=502, error_type="stream_dropped", retryable=False, body=body)
+            raise UpstreamError(
+                f"{self.name}: the upstream reported an error midway through the stream: {message}",
+                status=502,
+                error_type="stream_dropped",
+                retryable=False,
+                body=body,
+            )
         kind = body.get("error", {}).get("type") if isinstance(body, Mapping) else None
         if kind in ("rate_limit_error", "rate_limit_exceeded", "requests", "tokens"):
-            raise UpstreamError(f"{self.name}: rate limited: {message}", status=429, error_type="rate_limited",
-                                retryable=True, body=body)
+            raise UpstreamError(
+                f"{self.name}: rate limited: {message}",
+                status=429,
+                error_type="rate_limited",
+                retryable=True,
+                body=body,
+            )
         if kind in ("invalid_request_error", "authentication_error", "permission_error", "not_found_error"):
-            raise UpstreamError(f"{self.name}: {message}", status=400, error_type="bad_request", retryable=False,
-                                body=body)
-        raise UpstreamError(f"{self.name}: the upstream failed at the start of the stream: {message}", status=502,
-                            error_type="server_error", retryable=True, body=body)
+            raise UpstreamError(
+                f"{self.name}: {message}", status=400, error_type="bad_request", retryable=False, body=body
+            )
+        raise UpstreamError(
+            f"{self.name}: the upstream failed at the start of the stream: {message}",
+            status=502,
+            error_type="server_error",
+            retryable=True,
+            body=body,
+        )

@@ -47,8 +47,12 @@ _ERRORS = {  # status -> (message, openai type, openai code, anthropic type)
     400: ("Invalid request (mock fault).", "invalid_request_error", None, "invalid_request_error"),
     401: ("Invalid API key.", "invalid_request_error", "invalid_api_key", "authentication_error"),
     404: ("Not found.", "invalid_request_error", "model_not_found", "not_found_error"),
-    429: ("Rate limit reached (mock fault). Please try again later.", "requests", "rate_limit_exceeded",
-          "rate_limit_error"),
+    429: (
+        "Rate limit reached (mock fault). Please try again later.",
+        "requests",
+        "rate_limit_exceeded",
+        "rate_limit_error",
+    ),
     500: ("The server had an error while processing your request (mock fault).", "server_error", None, "api_error"),
     503: ("The engine is currently overloaded (mock fault).", "server_error", None, "overloaded_error"),
     504: ("The upstream timed out (mock fault).", "timeout", None, "api_error"),
@@ -66,10 +70,14 @@ def error_body(wire: Wire, status: int, message: str | None = None) -> dict[str,
 
 def _upstream_error(name: str, wire: Wire, status: int, message: str | None = None) -> UpstreamError:
     body = error_body(wire, status, message)
-    return UpstreamError(f"{name}: HTTP {status} from upstream: {body['error']['message']}", status=status,
-                         error_type=_ERROR_TYPES.get(status, "server_error" if status >= 500 else "bad_request"),
-                         retryable=status == 429 or status >= 500, body=body,
-                         retry_after=MockProvider.retry_after_s if status == 429 else None)
+    return UpstreamError(
+        f"{name}: HTTP {status} from upstream: {body['error']['message']}",
+        status=status,
+        error_type=_ERROR_TYPES.get(status, "server_error" if status >= 500 else "bad_request"),
+        retryable=status == 429 or status >= 500,
+        body=body,
+        retry_after=MockProvider.retry_after_s if status == 429 else None,
+    )
 
 
 def _canonical(value: Any) -> bytes:
@@ -127,8 +135,9 @@ class MockProvider:
         rates = dict(fault_rates or {})
         for fault, rate in rates.items():
             if fault not in FAULTS:
-                raise ConfigError(f"mock provider {name!r}: unknown fault {fault!r} in fault_rates; "
-                                  f"known faults: {', '.join(FAULTS)}")
+                raise ConfigError(
+                    f"mock provider {name!r}: unknown fault {fault!r} in fault_rates; known faults: {', '.join(FAULTS)}"
+                )
             if not 0 <= rate <= 1:
                 raise ConfigError(f"mock provider {name!r}: fault rate for {fault!r} must be in 0..1, got {rate}")
         if sum(rates.values()) > 1:
@@ -166,8 +175,12 @@ class MockProvider:
         deltas = sent = 0
         for event, is_delta in events:
             if deltas == drop_at and sent and (is_delta or deltas == len(reply.pieces)):
-                raise UpstreamError(f"{self.name}: the stream broke after {deltas} deltas (mock fault)", status=502,
-                                    error_type="stream_dropped", retryable=False)
+                raise UpstreamError(
+                    f"{self.name}: the stream broke after {deltas} deltas (mock fault)",
+                    status=502,
+                    error_type="stream_dropped",
+                    retryable=False,
+                )
             if is_delta:
                 deltas += 1
                 if self.ms_per_token:
@@ -184,8 +197,9 @@ class MockProvider:
         if header is not None and header.strip():
             fault = header.strip().lower()
             if fault not in FAULTS:
-                raise _upstream_error(self.name, call.wire, 400,
-                                      f"unknown {FAULT_HEADER} {header!r}; use one of {', '.join(FAULTS)}")
+                raise _upstream_error(
+                    self.name, call.wire, 400, f"unknown {FAULT_HEADER} {header!r}; use one of {', '.join(FAULTS)}"
+                )
             return fault
         if not self.fault_rates:
             return None
@@ -207,19 +221,31 @@ class MockProvider:
             raise _upstream_error(self.name, call.wire, 400, "max_tokens: Field required")
         if fault == "timeout":
             await asyncio.sleep(min(call.timeout, self.timeout_fault_s))
-            raise UpstreamError(f"{self.name}: the upstream did not answer in time (mock fault)", status=504,
-                                error_type="timeout", retryable=True)
+            raise UpstreamError(
+                f"{self.name}: the upstream did not answer in time (mock fault)",
+                status=504,
+                error_type="timeout",
+                retryable=True,
+            )
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
         if fault in ("429", "500", "503", "400"):
             raise _upstream_error(self.name, call.wire, int(fault))
         if fault == "malformed":
-            raise UpstreamError(f"{self.name}: the upstream answered HTTP 200 with a body that is not a JSON object "
-                                "(mock fault)", status=502, error_type="malformed_response", retryable=True,
-                                body='{"id": "chatcmpl-mock", "choices": [')
+            raise UpstreamError(
+                f"{self.name}: the upstream answered HTTP 200 with a body that is not a JSON object (mock fault)",
+                status=502,
+                error_type="malformed_response",
+                retryable=True,
+                body='{"id": "chatcmpl-mock", "choices": [',
+            )
         if fault == "drop" and not stream:
-            raise UpstreamError(f"{self.name}: the connection dropped before the response (mock fault)", status=502,
-                                error_type="connection_error", retryable=True)
+            raise UpstreamError(
+                f"{self.name}: the connection dropped before the response (mock fault)",
+                status=502,
+                error_type="connection_error",
+                retryable=True,
+            )
 
     def _count(self, call: UpstreamCall) -> int:
         try:
@@ -274,8 +300,12 @@ class MockProvider:
             "completion_tokens": reply.output_tokens,
             "total_tokens": prompt + reply.output_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def _openai_body(self, call: UpstreamCall, reply: _Reply) -> dict[str, Any]:
@@ -284,12 +314,14 @@ class MockProvider:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": call.body["model"],
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []},
-                "logprobs": None,
-                "finish_reason": "length" if reply.truncated else "stop",
-            }],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": "length" if reply.truncated else "stop",
+                }
+            ],
             "usage": self._openai_usage(call, reply),
             "service_tier": "default",
             "system_fingerprint": "fp_mock",
@@ -299,9 +331,14 @@ class MockProvider:
         options = call.body.get("stream_options")
         include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
         usage = self._openai_usage(call, reply)  # counted before the first event, like the prompt is
-        base = {"id": self._next_id("chatcmpl-mock", call), "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": call.body["model"], "service_tier": "default",
-                "system_fingerprint": "fp_mock"}
+        base = {
+            "id": self._next_id("chatcmpl-mock", call),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": call.body["model"],
+            "service_tier": "default",
+            "system_fingerprint": "fp_mock",
+        }
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> SSEEvent:
             data = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
@@ -336,8 +373,12 @@ class MockProvider:
             if body.get("encoding_format") == "base64":  # what the official SDK asks for by default
                 embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": embedding})
-        return {"object": "list", "data": data, "model": body["model"],
-                "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        }
 
     # --- Anthropic ----------------------------------------------------------------------------------------------
     def _anthropic_usage(self, call: UpstreamCall, output_tokens: int) -> dict[str, Any]:
@@ -415,9 +456,16 @@ class MockProvider:
         def event(name: str, data: dict[str, Any]) -> SSEEvent:
             return SSEEvent(event=name, data=json.dumps({"type": name, **data}, ensure_ascii=False))
 
-        message = {"id": self._next_id("msg_mock", call), "type": "message", "role": "assistant",
-                   "model": call.body["model"], "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": usage}
+        message = {
+            "id": self._next_id("msg_mock", call),
+            "type": "message",
+            "role": "assistant",
+            "model": call.body["model"],
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        }
         yield event("message_start", {"message": message}), False
         yield event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}), False
         yield event("ping", {}), False
@@ -425,6 +473,14 @@ class MockProvider:
             yield event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}}), True
         yield event("content_block_stop", {"index": 0}), False
         stop = "max_tokens" if reply.truncated else "end_turn"
-        yield event("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
-                                      "usage": {"output_tokens": reply.output_tokens}}), False
+        yield (
+            event(
+                "message_delta",
+                {
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": {"output_tokens": reply.output_tokens},
+                },
+            ),
+            False,
+        )
         yield event("message_stop", {}), False

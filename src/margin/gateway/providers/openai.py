@@ -39,15 +39,26 @@ class OpenAIProvider(HTTPProvider):
         max_connections: int = 100,
         **options: Any,
     ) -> None:
-        super().__init__(name, base_url=base_url, timeout=timeout, connect_timeout=connect_timeout,
-                         transport=transport, max_connections=max_connections, **options)
+        super().__init__(
+            name,
+            base_url=base_url,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            transport=transport,
+            max_connections=max_connections,
+            **options,
+        )
         self._api_key = api_key
 
     def _url(self, call: UpstreamCall) -> str:
         path = _PATHS.get(call.endpoint)
         if call.wire != "openai" or path is None:
-            raise UpstreamError(f"{self.name}: an OpenAI upstream cannot serve {call.wire}/{call.endpoint}",
-                                status=400, error_type="bad_request", retryable=False)
+            raise UpstreamError(
+                f"{self.name}: an OpenAI upstream cannot serve {call.wire}/{call.endpoint}",
+                status=400,
+                error_type="bad_request",
+                retryable=False,
+            )
         return self.base_url + path
 
     def _auth_headers(self) -> dict[str, str]:

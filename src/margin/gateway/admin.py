@@ -1,0 +1,157 @@
+"""The admin API under /v1/margin/, protected by the master key: keys, spend, budgets, breakers, alerts.
+A virtual key gets 403 here: keys cannot read other keys' spend or manage keys."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..keys import new_virtual_key
+from ..store.base import GROUP_BY_CHOICES, VirtualKey
+from .errors import GatewayError, render_error
+from .state import Gateway
+
+__all__ = ["admin_routes"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(type(value).__name__)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, default=_default), status_code=status, media_type="application/json")
+
+
+def _require_master(gw: Gateway, request: Request) -> None:
+    auth = request.headers.get("authorization", "")
+    secret = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
+    if not secret:
+        raise GatewayError(
+            "the admin API needs the master key as 'Authorization: Bearer KEY'",
+            status=401,
+            error_type="authentication_error",
+            code="missing_api_key",
+        )
+    if gw.master_key is None:
+        raise GatewayError(
+            f"the admin API is disabled: set {gw.config.master_key_env} to a master key and restart",
+            status=403,
+            error_type="permission_error",
+            code="admin_disabled",
+        )
+    if secret != gw.master_key:
+        raise GatewayError(
+            "the admin API needs the master key; virtual keys cannot use it",
+            status=403,
+            error_type="permission_error",
+            code="master_key_required",
+        )
+
+
+def _admin(gw: Gateway, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    async def wrapped(request: Request) -> Response:
+        try:
+            _require_master(gw, request)
+            return await handler(request)
+        except GatewayError as exc:
+            status, body, headers = render_error(exc, wire="openai")
+            return Response(body, status_code=status, media_type="application/json", headers=headers)
+        except ValueError as exc:
+            status, body, headers = render_error(
+                GatewayError(str(exc), status=400, error_type="invalid_request_error"), wire="openai"
+            )
+            return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+    return wrapped
+
+
+def _public_key(key: VirtualKey) -> dict[str, Any]:
+    data = asdict(key)
+    data.pop("key_hash")
+    return data
+
+
+def admin_routes(gw: Gateway) -> list[Route]:
+    async def list_keys(request: Request) -> Response:
+        return _json({"keys": [_public_key(k) for k in gw.ledger.list_keys()]})
+
+    async def create_key(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ValueError("the request body must be a JSON object")
+        tags = body.get("tags") or {}
+        if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise ValueError("'tags' must be an object of string values")
+        secret, key = new_virtual_key(
+            user=body.get("user"),
+            team=body.get("team"),
+            project=body.get("project"),
+            tags=tags,
+            budget=body.get("budget"),
+            models=tuple(body.get("models") or ()),
+        )
+        # Sync ledger writes must not run on the event loop thread.
+        await asyncio.to_thread(gw.ledger.create_key, key)
+        return _json({"key": secret, **_public_key(key)}, status=201)
+
+    async def revoke_key(request: Request) -> Response:
+        done = await asyncio.to_thread(gw.ledger.revoke_key, request.path_params["key"])
+        if not done:
+            raise GatewayError("no active key with that id or prefix", status=404, error_type="not_found")
+        gw.forget_cached_keys()
+        return _json({"revoked": request.path_params["key"]})
+
+    async def spend(request: Request) -> Response:
+        by = request.query_params.get("by")
+        if by is not None and by not in GROUP_BY_CHOICES and not by.startswith("tag:"):
+            raise ValueError(f"'by' must be one of {', '.join(GROUP_BY_CHOICES)} or tag:NAME")
+        since_text = request.query_params.get("since")
+        since = datetime.fromisoformat(since_text) if since_text else None
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        rows = await asyncio.to_thread(gw.ledger.spend, since, None, by)
+        return _json({"by": by, "since": since, "rows": [asdict(r) for r in rows]})
+
+    async def budgets(request: Request) -> Response:
+        rows = []
+        for name, (spent, reserved) in gw.counters.items():
+            rows.append({"counter": name, "spent": spent, "reserved": reserved})
+        return _json({"budgets": [r.model_dump() for r in gw.config.budgets], "counters": rows})
+
+    async def reset_breakers(request: Request) -> Response:
+        body = orjson.loads(await request.body() or b"{}")
+        count = gw.breaker.reset(
+            body.get("rule") if isinstance(body, dict) else None, body.get("value") if isinstance(body, dict) else None
+        )
+        return _json({"reset": count})
+
+    async def alerts(request: Request) -> Response:
+        return _json({"alerts": [asdict(a) for a in gw.ledger.alerts(limit=200)]})
+
+    return [
+        Route("/v1/margin/keys", _admin(gw, list_keys), methods=["GET"]),
+        Route("/v1/margin/keys", _admin(gw, create_key), methods=["POST"]),
+        Route("/v1/margin/keys/{key}/revoke", _admin(gw, revoke_key), methods=["POST"]),
+        Route("/v1/margin/spend", _admin(gw, spend), methods=["GET"]),
+        Route("/v1/margin/budgets", _admin(gw, budgets), methods=["GET"]),
+        Route("/v1/margin/breakers/reset", _admin(gw, reset_breakers), methods=["POST"]),
+        Route("/v1/margin/alerts", _admin(gw, alerts), methods=["GET"]),
+    ]
