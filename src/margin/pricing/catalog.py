@@ -15,6 +15,7 @@ from ..config import CustomModel, Discount, PricesConfig
 from ..errors import CatalogError, UnknownModelError
 from ._data import PriceData, PriceSource
 from .cost import Cost, TokenUsage
+from .fast import PriceCard, build_price_card, day_of
 from .rates import ModelRate
 
 __all__ = ["Catalog", "CatalogEntry"]
@@ -57,6 +58,8 @@ class Catalog:
             self._custom[custom.id.lower()] = entry
             self._custom[f"{custom.provider}/{custom.id}".lower()] = entry
         self._snapshot = _Snapshot(self._providers)
+        # Memo of fast price cards per (model, day, batch); filled lazily, never changes a result.
+        self._cards: dict[tuple[str, bool, date, bool], PriceCard | None] = {}
 
     @classmethod
     def from_data(cls, data: PriceData, prices: PricesConfig | None = None) -> Catalog:
@@ -149,6 +152,13 @@ class Catalog:
 
     # -- pricing -----------------------------------------------------------------------------------
 
+    def _card(self, entry: CatalogEntry, prices: gp.ModelPrice, at: datetime, batch: bool) -> PriceCard | None:
+        """The model's per-token price card for the day of ``at`` (memoized; None: use genai-prices)."""
+        memo_key = (entry.key, entry.custom, day_of(at), batch)
+        if memo_key not in self._cards:
+            self._cards[memo_key] = build_price_card(entry.model, prices, day_of(at))
+        return self._cards[memo_key]
+
     def discount_for(self, entry: CatalogEntry) -> Decimal:
         """Negotiated discount as a fraction (0.2 = 20% off); the model's beats its provider's."""
         return _discount(self._config.discounts, entry) / _HUNDRED
@@ -194,12 +204,17 @@ class Catalog:
         at = at or datetime.now(UTC)
         batch_from_catalog = batch and entry.has_batch_price()
         prices = entry.prices_at(at, batch=batch_from_catalog)
-        try:
-            calc = prices.calc_price(usage.to_genai())
-        except ValueError as exc:
-            raise CatalogError(f"cannot price {entry.key}: {exc}") from None
-        input_cost, output_cost = calc["input_price"], calc["output_price"]
-        list_cost = calc["total_price"]
+        card = self._card(entry, prices, at, batch_from_catalog)
+        if card is not None:
+            input_cost, output_cost = card.list_cost(usage)
+            list_cost = input_cost + output_cost
+        else:
+            try:
+                calc = prices.calc_price(usage.to_genai())
+            except ValueError as exc:
+                raise CatalogError(f"cannot price {entry.key}: {exc}") from None
+            input_cost, output_cost = calc["input_price"], calc["output_price"]
+            list_cost = calc["total_price"]
         if batch and not batch_from_catalog:
             batch_pct = self._config.batch_discounts.get(entry.provider.id)
             if batch_pct is None:
