@@ -88,7 +88,8 @@ def _public_key(key: VirtualKey) -> dict[str, Any]:
 
 def admin_routes(gw: Gateway) -> list[Route]:
     async def list_keys(request: Request) -> Response:
-        return _json({"keys": [_public_key(k) for k in gw.ledger.list_keys()]})
+        keys = await asyncio.to_thread(gw.ledger.list_keys)
+        return _json({"keys": [_public_key(k) for k in keys]})
 
     async def create_key(request: Request) -> Response:
         try:
@@ -144,7 +145,8 @@ def admin_routes(gw: Gateway) -> list[Route]:
         return _json({"reset": count})
 
     async def alerts(request: Request) -> Response:
-        return _json({"alerts": [asdict(a) for a in gw.ledger.alerts(limit=200)]})
+        found = await asyncio.to_thread(gw.ledger.alerts, limit=200)
+        return _json({"alerts": [asdict(a) for a in found]})
 
     return [
         Route("/v1/margin/keys", _admin(gw, list_keys), methods=["GET"]),

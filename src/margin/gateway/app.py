@@ -158,7 +158,7 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint):
         principal: Principal | None = None
         body: dict[str, Any] = {}
         try:
-            principal = authenticate(gw, request.headers)
+            principal = await authenticate(gw, request.headers)
             body = await _read_json(request, gw)
             ctx = plan_request(
                 gw, wire=wire, endpoint=endpoint, body=body, headers=request.headers, principal=principal
@@ -216,7 +216,7 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint):
 def create_app(gw: Gateway) -> Starlette:
     async def models(request: Request) -> Response:
         try:
-            authenticate(gw, request.headers)
+            await authenticate(gw, request.headers)
         except GatewayError as exc:
             return _error_response(exc, "openai")
         data = [

@@ -66,7 +66,7 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key") or None
 
 
-def authenticate(gw: Gateway, headers: Mapping[str, str]) -> Principal:
+async def authenticate(gw: Gateway, headers: Mapping[str, str]) -> Principal:
     secret = _bearer(headers)
     if not secret:
         raise GatewayError(
@@ -78,7 +78,7 @@ def authenticate(gw: Gateway, headers: Mapping[str, str]) -> Principal:
         )
     if gw.master_key is not None and secret == gw.master_key:
         return Principal(key=None, key_id="master", tags={})
-    key = gw.lookup_key(secret)
+    key = await gw.lookup_key(secret)
     if key is None:
         raise GatewayError("invalid API key", status=401, error_type="authentication_error", code="invalid_api_key")
     if key.revoked_at is not None:

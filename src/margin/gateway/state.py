@@ -4,6 +4,7 @@ is a module-level global."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -84,13 +85,14 @@ class Gateway:
 
     KEY_CACHE_SECONDS = 5.0
 
-    def lookup_key(self, secret: str) -> VirtualKey | None:
+    async def lookup_key(self, secret: str) -> VirtualKey | None:
         digest = hash_key(secret)
         cached = self._key_cache.get(digest)
         now = time.monotonic()
         if cached is not None and now - cached[1] < self.KEY_CACHE_SECONDS:
             return cached[0]
-        key = self.ledger.get_key_by_hash(digest)
+        # A database read: off the event loop.
+        key = await asyncio.to_thread(self.ledger.get_key_by_hash, digest)
         self._key_cache[digest] = (key, now)
         return key
 
