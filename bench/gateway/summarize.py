@@ -74,6 +74,8 @@ def summarize(runs: list[dict]) -> list[dict]:
         row["other_cpu_pct_runs"] = [r["other_cpu_pct"] for r in rs]
         row["disturbed_runs"] = sum(1 for r in rs if r.get("disturbed"))
         row["errors"] = sum(r["errors"] for r in rs)
+        up = [r.get("upstream_connections") for r in rs if r.get("upstream_connections") is not None]
+        row["upstream_connections_opened"] = sum(up) if up else None
         row["requests"] = sum(r["requests"] for r in rs)
         rows.append(row)
     direct = {(r["variant"], r["conns"]): r for r in rows if r["target"] == "direct"}
@@ -132,6 +134,8 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
     lines = []
     if meta:
         mach, ver = meta.get("machine", {}), meta.get("versions", {})
+        sizes = meta.get("request_bytes") or {}
+        sizes = sizes if isinstance(sizes, dict) else {"json": sizes}
         lines.append(
             f"Run {meta.get('date_utc')} UTC on {mach.get('nproc')} x {mach.get('cpu_model')}, "
             f"{mach.get('mem_gib')} GiB, kernel {ver.get('kernel')}, Python {ver.get('python')}; margin "
@@ -139,18 +143,20 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
             f"{ver.get('genai_prices')}); LiteLLM {ver.get('litellm', 'not run')} ({meta.get('litellm_variant')}); "
             f"{ver.get('wrk')}. Gateways on CPU {meta.get('pinning', {}).get('gateways')}, mock + wrk (1 thread) on "
             f"CPU {meta.get('pinning', {}).get('mock+wrk')}. {meta.get('reps')} x {meta.get('duration_s'):g} s per "
-            f"cell, medians; request {meta.get('request_words')} words ({meta.get('request_bytes')} bytes), "
-            f"max_tokens 256.")
+            f"cell, medians; request: system + user message, {meta.get('request_words')} words "
+            f"({' / '.join(f'{k} {v} B' for k, v in sizes.items())}), max_tokens 256. "
+            f"Other processes' CPU before the first run: {meta.get('other_cpu_pct_at_start', '-')}% of a core.")
         lines.append("")
     lines.append("| variant | conns | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
-                 "| server CPU ms/req | server CPU % of core | other CPU % per run | errors |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| server CPU ms/req | server CPU % of core | other CPU % per run | new upstream conns | errors |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lines.append(
             f"| {r['variant']} | {r['conns']} | {r['target']} | {fmt(r['rps'], 1)} | {fmt(r['p50_ms'])} "
             f"| {fmt(r['p99_ms'])} | {fmt(r.get('added_p50_ms'))} | {fmt(r.get('added_p99_ms'))} "
             f"| {fmt(r['server_cpu_ms_per_req'])} | {fmt(r['server_cpu_pct'], 0)} "
-            f"| {', '.join(f'{v:.0f}' for v in r['other_cpu_pct_runs'])} | {r['errors']} |")
+            f"| {', '.join(f'{v:.0f}' for v in r['other_cpu_pct_runs'])} "
+            f"| {'-' if r['target'] == 'direct' else r['upstream_connections_opened']} | {r['errors']} |")
     pairs = [(r, next((x for x in rows if x["variant"] == r["variant"] and x["conns"] == r["conns"]
                        and x["target"] == "litellm"), None)) for r in rows if r["target"] == "margin"]
     pairs = [(m, lite) for m, lite in pairs if lite]
@@ -167,6 +173,12 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
         lines += ["", "| target (margin) | goal | measured | met |", "|---|---|---|---|"]
         for g in goals:
             lines.append(f"| {g['target']} | {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'NO'} |")
+    src0, src1 = (meta or {}).get("margin_source"), (ledger or {}).get("margin_source_at_end")
+    if src0:
+        lines += ["", f"margin source measured: sha256 {src0['sha256']} over {src0['files']} files of src/margin "
+                      f"(newest change {src0['newest_mtime_utc']})"
+                      + ("." if not src1 or src1 == src0 else
+                         f"; WARNING: the source CHANGED during the run (now {src1['sha256']}), results mix versions.")]
     if ledger:
         lines += ["", f"Ledger check: {ledger.get('events_by_status')} usage events, "
                       f"{ledger.get('open_reservations')} open reservations; "

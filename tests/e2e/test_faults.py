@@ -148,8 +148,11 @@ def test_client_abort_mid_stream_is_still_billed(gw, key, upstream):
         ) as response:
             request_id = response.headers["x-margin-request-id"]
             for line in response.iter_lines():
-                if line.startswith("data:") and "content" in line:
-                    break  # got some content: hang up
+                if not line.startswith("data:") or "[DONE]" in line:
+                    continue
+                choices = json.loads(line[5:]).get("choices") or [{}]
+                if choices[0].get("delta", {}).get("content"):
+                    break  # got some generated text: hang up
     deadline = time.monotonic() + 10
     rows: list[dict] = []
     while time.monotonic() < deadline:

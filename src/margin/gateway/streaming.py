@@ -10,6 +10,7 @@ what was generated (counted locally when the upstream's usage never arrived), wi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,6 +36,8 @@ from .providers.sse import encode_sse
 from .state import Gateway, ModelRoute
 
 __all__ = ["open_stream"]
+
+log = logging.getLogger("margin.gateway")
 
 
 async def open_stream(gw: Gateway, ctx: CallContext) -> tuple[dict[str, str], AsyncIterator[bytes]]:
@@ -166,6 +169,9 @@ async def _relay(
                 yield await finish("ok")
                 status = "ok"
                 yield encode_sse(event)
+                # Read the upstream to its end so its connection goes back to the pool.
+                async for _ in events:
+                    pass
                 break
             data = _parse(event)
             if data is not None:
@@ -190,13 +196,15 @@ async def _relay(
             yield await finish(status)
         yield _error_event(ctx, exc)
     finally:
-        if not settled:
-            # The client went away (cancellation) or the relay broke: bill what was generated anyway.
-            with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
+            if not settled:
+                # The client went away (cancellation) or the relay broke: bill what was generated anyway.
                 try:
                     await finish(status)
-                except MarginError:
-                    pass  # the ledger already failed loudly (it logs and fails every later write)
+                except MarginError as exc:
+                    # Nobody is left to answer; say it loudly (the ledger also fails every later write).
+                    log.error("request %s: could not record its %s stream: %s", ctx.request_id, status, exc.message)
+            await events.aclose()  # type: ignore[attr-defined]
 
 
 def _parse(event: SSEEvent) -> dict[str, Any] | None:
