@@ -14,11 +14,11 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import MarginError
 from ..money import ZERO
@@ -46,7 +46,16 @@ from .errors import GatewayError
 from .providers.base import Endpoint, UpstreamCall, UpstreamError, UpstreamResponse, Wire
 from .state import Gateway, ModelRoute
 
-__all__ = ["CallContext", "Principal", "authenticate", "plan_request", "run_call"]
+__all__ = [
+    "CallContext",
+    "Principal",
+    "authenticate",
+    "call_with_fallbacks",
+    "plan_request",
+    "run_call",
+]
+
+T = TypeVar("T")
 
 # The smallest max_tokens worth sending: below this a budget is treated as exhausted.
 MIN_USEFUL_OUTPUT_TOKENS = 16
@@ -553,9 +562,13 @@ def candidates(gw: Gateway, ctx: CallContext) -> list[ModelRoute]:
     return [ctx.route, *(gw.routes[name] for name in ctx.route.fallbacks if name in gw.routes)]
 
 
-async def run_call(gw: Gateway, ctx: CallContext) -> tuple[ModelRoute, Reserved, UpstreamResponse, int]:
-    """Non-streaming call with retries and fallbacks; every failed attempt is metered. Returns the route
-    that answered, its reservation (still open), the response and the attempt number."""
+async def call_with_fallbacks(
+    gw: Gateway, ctx: CallContext, start: Callable[[ModelRoute, UpstreamCall], Awaitable[T]]
+) -> tuple[ModelRoute, Reserved, T, int]:
+    """Try the route, then its fallbacks, each with retries (exponential backoff, full jitter). Every
+    attempt holds its own reservation, and every failed attempt is metered (status upstream_error, no
+    cost). Returns the route that answered, its reservation (still open), ``start``'s result and the
+    attempt number. A non-retryable failure ends the search at once (a bad request fails everywhere)."""
     attempt = 0
     last_error: UpstreamError | None = None
     for route in candidates(gw, ctx):
@@ -568,24 +581,21 @@ async def run_call(gw: Gateway, ctx: CallContext) -> tuple[ModelRoute, Reserved,
                 headers=ctx.passthrough_headers,
             )
             try:
-                response = await route.provider.send(call)
+                result = await start(route, call)
             except UpstreamError as exc:
                 last_error = exc
-                await settle(
+                failed = make_event(
                     gw,
-                    reserved,
-                    make_event(
-                        gw,
-                        ctx,
-                        route,
-                        status="upstream_error",
-                        usage=None,
-                        cost=None,
-                        reserved=reserved,
-                        attempt=attempt,
-                        error=exc,
-                    ),
+                    ctx,
+                    route,
+                    status="upstream_error",
+                    usage=None,
+                    cost=None,
+                    reserved=reserved,
+                    attempt=attempt,
+                    error=exc,
                 )
+                await settle(gw, reserved, failed)
                 attempt += 1
                 if not exc.retryable:
                     raise
@@ -594,23 +604,20 @@ async def run_call(gw: Gateway, ctx: CallContext) -> tuple[ModelRoute, Reserved,
                 continue
             except BaseException:
                 # Cancelled (client gone) or a bug: release the reservation before propagating.
-                await asyncio.shield(
-                    settle(
-                        gw,
-                        reserved,
-                        make_event(
-                            gw,
-                            ctx,
-                            route,
-                            status="client_abort",
-                            usage=None,
-                            cost=None,
-                            reserved=reserved,
-                            attempt=attempt,
-                        ),
-                    )
+                aborted = make_event(
+                    gw, ctx, route, status="client_abort", usage=None, cost=None, reserved=reserved, attempt=attempt
                 )
+                await asyncio.shield(settle(gw, reserved, aborted))
                 raise
-            return route, reserved, response, attempt
+            return route, reserved, result, attempt
     assert last_error is not None
     raise last_error
+
+
+async def run_call(gw: Gateway, ctx: CallContext) -> tuple[ModelRoute, Reserved, UpstreamResponse, int]:
+    """A non-streaming call with retries and fallbacks."""
+
+    async def send(route: ModelRoute, call: UpstreamCall) -> UpstreamResponse:
+        return await route.provider.send(call)
+
+    return await call_with_fallbacks(gw, ctx, send)

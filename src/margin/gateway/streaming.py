@@ -9,7 +9,6 @@ what was generated (counted locally when the upstream's usage never arrived), wi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,17 +19,7 @@ import orjson
 
 from ..errors import MarginError
 from ..usage import AnthropicStreamTracker, NormalizedUsage, OpenAIStreamTracker
-from .pipeline import (
-    CallContext,
-    Reserved,
-    backoff_seconds,
-    candidates,
-    make_event,
-    remaining_budget,
-    reserve,
-    settle,
-    upstream_body,
-)
+from .pipeline import CallContext, Reserved, call_with_fallbacks, make_event, remaining_budget, settle
 from .providers.base import SSEEvent, UpstreamCall, UpstreamError
 from .providers.sse import encode_sse
 from .state import Gateway, ModelRoute
@@ -41,83 +30,30 @@ log = logging.getLogger("margin.gateway")
 
 
 async def open_stream(gw: Gateway, ctx: CallContext) -> tuple[dict[str, str], AsyncIterator[bytes]]:
-    """Start the upstream stream (retrying and falling back until the first event arrives) and return the
+    """Start the upstream stream (retrying and falling back until its first event arrives) and return the
     response headers and the body iterator."""
-    attempt = 0
-    last_error: UpstreamError | None = None
-    for route in candidates(gw, ctx):
-        for retry in range(gw.config.retries.max_retries + 1):
-            reserved = await reserve(gw, ctx, route)
-            call = UpstreamCall(
-                wire=ctx.wire,
-                endpoint=ctx.endpoint,
-                body=upstream_body(ctx, route, reserved.max_tokens),
-                headers=ctx.passthrough_headers,
-            )
-            events = route.provider.stream(call)
-            try:
-                first = await anext(events)
-            except (UpstreamError, StopAsyncIteration) as exc:
-                error = (
-                    exc
-                    if isinstance(exc, UpstreamError)
-                    else UpstreamError(
-                        "the upstream closed the stream without any event",
-                        status=502,
-                        error_type="stream_dropped",
-                        retryable=True,
-                    )
-                )
-                last_error = error
-                await settle(
-                    gw,
-                    reserved,
-                    make_event(
-                        gw,
-                        ctx,
-                        route,
-                        status="upstream_error",
-                        usage=None,
-                        cost=None,
-                        reserved=reserved,
-                        attempt=attempt,
-                        error=error,
-                    ),
-                )
-                attempt += 1
-                if not error.retryable:
-                    raise error from None
-                if retry < gw.config.retries.max_retries:
-                    await asyncio.sleep(backoff_seconds(gw, retry, error))
-                continue
-            except BaseException:
-                await asyncio.shield(
-                    settle(
-                        gw,
-                        reserved,
-                        make_event(
-                            gw,
-                            ctx,
-                            route,
-                            status="client_abort",
-                            usage=None,
-                            cost=None,
-                            reserved=reserved,
-                            attempt=attempt,
-                        ),
-                    )
-                )
-                raise
-            headers = {
-                "x-margin-request-id": ctx.request_id,
-                "x-margin-served-model": route.upstream_model,
-                "x-margin-max-tokens": str(reserved.max_tokens or ""),
-                "x-margin-reserved": f"{reserved.amount:f}",
-                "x-margin-budget-remaining": remaining_budget(gw, reserved),
-            }
-            return headers, _relay(gw, ctx, route, reserved, first, events, attempt)
-    assert last_error is not None
-    raise last_error
+
+    async def first_event(route: ModelRoute, call: UpstreamCall) -> tuple[AsyncIterator[SSEEvent], SSEEvent]:
+        events = route.provider.stream(call)
+        try:
+            return events, await anext(events)
+        except StopAsyncIteration:
+            raise UpstreamError(
+                "the upstream closed the stream without any event",
+                status=502,
+                error_type="stream_dropped",
+                retryable=True,
+            ) from None
+
+    route, reserved, (events, first), attempt = await call_with_fallbacks(gw, ctx, first_event)
+    headers = {
+        "x-margin-request-id": ctx.request_id,
+        "x-margin-served-model": route.upstream_model,
+        "x-margin-max-tokens": str(reserved.max_tokens or ""),
+        "x-margin-reserved": f"{reserved.amount:f}",
+        "x-margin-budget-remaining": remaining_budget(gw, reserved),
+    }
+    return headers, _relay(gw, ctx, route, reserved, first, events, attempt)
 
 
 async def _relay(
