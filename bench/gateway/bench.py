@@ -201,6 +201,9 @@ class Bench:
     services: dict[str, Service] = field(default_factory=dict)
     runs: list[dict] = field(default_factory=list)
     retries_left: int = 0
+    crashes: list[dict] = field(default_factory=list)
+    out: Path | None = None
+    targets: list[Target] = field(default_factory=list)
     deadline: float = 0.0
 
     def sample(self) -> dict:
@@ -291,13 +294,42 @@ class Bench:
                 return other
             log(f"waiting for a quieter machine: other processes use {other:.0f}% of a core")
 
+    def revive(self, variant: str, conns: int, rep: int, body_file: Path) -> bool:
+        """Restart every benchmark gateway that died (recording the crash); False if none had died. A gateway
+        that crashes more than --max-crashes times ends the benchmark."""
+        revived = False
+        for t in self.targets:
+            svc = t.service
+            if svc is None or svc.alive():
+                continue
+            crash = {"type": "crash", "service": svc.name, "exit_code": svc.proc.returncode, "variant": variant,
+                     "conns": conns, "rep": rep, "time_utc": datetime.now(UTC).isoformat(timespec="seconds")}
+            self.crashes.append(crash)
+            if self.out:
+                with self.out.open("a") as f:
+                    f.write(json.dumps(crash) + "\n")
+            n = sum(1 for c in self.crashes if c["service"] == svc.name)
+            log(f"  {svc.name} DIED (exit code {svc.proc.returncode}, crash {n}); see {svc.log_path}")
+            if n > self.args.max_crashes:
+                raise RuntimeError(f"{svc.name} crashed {n} times; giving up")
+            svc.stop()
+            svc.start()
+            wait_ready(svc, t.port, body_file.read_bytes(), t.auth, variant == "stream", 180)
+            self.wrk(t, variant, conns, self.args.warmup or 1, body_file)  # warm it up again, unmeasured
+            log(f"  {svc.name} restarted; repeating the run")
+            revived = True
+        return revived
+
     def measured_run(self, target: Target, variant: str, conns: int, rep: int, body_file: Path) -> dict:
         a = self.args
         tries = 0
         while True:
             tries += 1
+            self.revive(variant, conns, rep, body_file)
             run = self.wrk(target, variant, conns, a.duration, body_file)
             run.update(rep=rep, tries=tries)
+            if self.revive(variant, conns, rep, body_file):
+                continue  # a gateway died during the run: its figures are void
             disturbed = run["other_cpu_pct"] > a.max_other_cpu
             room = self.deadline - time.monotonic() > a.duration * 4
             if disturbed and self.retries_left > 0 and room:
@@ -436,6 +468,8 @@ def parse_args() -> argparse.Namespace:
                         "and repeated while repeats and time are left (default 20)")
     p.add_argument("--max-repeats", type=int, help="repeats of disturbed runs in all (default 8; quick: 0)")
     p.add_argument("--retry-pause", type=float, default=5.0)
+    p.add_argument("--max-crashes", type=int, default=3,
+                   help="restart a gateway that dies (the run is repeated) at most this many times (default 3)")
     p.add_argument("--wait-quiet", type=float, help="before measuring, wait up to this many seconds for a 5 s window "
                    "in which other processes use at most --max-other-cpu %% of a core (default 60; quick: 0)")
     p.add_argument("--max-total", type=float, default=14 * 60, help="time budget in seconds (default 840)")
@@ -491,6 +525,7 @@ def main() -> int:
     bench.retries_left = a.max_repeats
     bench.deadline = started + a.max_total
     targets = [Target("direct", a.mock_port, None, None)]
+    bench.targets, bench.out = targets, out
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -562,9 +597,6 @@ def main() -> int:
                     for t in targets[k:] + targets[:k]:
                         if time.monotonic() > bench.deadline:
                             raise RuntimeError(f"time budget --max-total {a.max_total:.0f}s exhausted")
-                        for svc in bench.services.values():
-                            if not svc.alive():
-                                raise RuntimeError(f"{svc.name} died; see {svc.log_path}")
                         run = bench.measured_run(t, variant, conns, rep, bodies[variant])
                         with out.open("a") as f:
                             f.write(json.dumps(run) + "\n")
@@ -578,7 +610,7 @@ def main() -> int:
         mock.stop()
     ledger = ledger_counts(home / "ledger.db")
     served = sum(r["requests"] for r in map(json.loads, out.read_text().splitlines()[1:])
-                 if r["target"] == "margin")
+                 if r.get("type") == "run" and r["target"] == "margin")
     with out.open("a") as f:
         f.write(json.dumps({"type": "ledger", "margin_requests_measured": served, **ledger,
                             "margin_source_at_end": source_fingerprint(),

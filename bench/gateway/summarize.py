@@ -40,6 +40,7 @@ def median(values: list[float | None]) -> float | None:
 
 def load(paths: list[str]) -> tuple[dict, list[dict], dict]:
     meta, runs, ledger = {}, [], {}
+    crashes = []
     for path in paths:
         with open(path) as f:
             for line in f:
@@ -53,6 +54,10 @@ def load(paths: list[str]) -> tuple[dict, list[dict], dict]:
                     runs.append(rec)
                 elif kind == "ledger":
                     ledger = rec
+                elif kind == "crash":
+                    crashes.append(rec)
+    if crashes:
+        ledger = {**ledger, "crashes": crashes}
     return meta, runs, ledger
 
 
@@ -179,7 +184,10 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
                       f"(newest change {src0['newest_mtime_utc']})"
                       + ("." if not src1 or src1 == src0 else
                          f"; WARNING: the source CHANGED during the run (now {src1['sha256']}), results mix versions.")]
-    if ledger:
+    for c in (ledger or {}).get("crashes", []):
+        lines += ["", f"CRASH: {c['service']} died (exit code {c['exit_code']}) at {c['time_utc']} during "
+                      f"{c['variant']} c={c['conns']} rep {c['rep']}; it was restarted and that run repeated."]
+    if ledger and "events_by_status" in ledger:
         lines += ["", f"Ledger check: {ledger.get('events_by_status')} usage events, "
                       f"{ledger.get('open_reservations')} open reservations; "
                       f"{ledger.get('margin_requests_measured')} margin requests in measured runs "

@@ -63,7 +63,7 @@ def test_openai_sdk_streaming_with_and_without_usage(gateway, key):
 def test_anthropic_sdk_non_streaming_and_streaming(gateway, key):
     client = anthropic.Anthropic(base_url=gateway.base_url, api_key=key)
     message = client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "Hello Claude"}]
+        model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "Hello Claude"}]
     )
     assert message.content[0].text
     assert message.usage.output_tokens <= 64
@@ -80,7 +80,7 @@ def test_embeddings_and_models(gateway, key):
     result = client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
     assert len(result.data) == 2 and result.usage.prompt_tokens > 0
     names = {m.id for m in client.models.list()}
-    assert {"gpt-4o-mini", "claude-sonnet-4-5"} <= names
+    assert {"gpt-4o-mini", "claude-sonnet-4-6"} <= names
 
 
 def test_errors_are_openai_and_anthropic_shaped(gateway, key):

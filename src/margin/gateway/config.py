@@ -146,7 +146,7 @@ def _default_providers() -> list[ProviderConfig]:
 def _default_models() -> list[ModelRouteConfig]:
     # Public names served by the mock provider and priced from the catalog under the same name, so the
     # demo's costs are real list prices.
-    names = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5", "text-embedding-3-small"]
+    names = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-6", "claude-haiku-4-5", "text-embedding-3-small"]
     return [ModelRouteConfig(name=n, provider="mock") for n in names]
 
 
