@@ -11,6 +11,7 @@ request (fail closed) instead of serving it unmetered.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
@@ -21,6 +22,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..errors import MarginError
+from ..keys import parse_budget
 from ..money import ZERO
 from ..policy.budgets import (
     AppliedBudget,
@@ -29,12 +31,14 @@ from ..policy.budgets import (
     budget_status,
     max_affordable_output_tokens,
 )
+from ..policy.budgets import Reservation as CounterReservation
 from ..policy.limits import scope_value
 from ..pricing import Cost
 from ..store.base import Reservation as StoredReservation
 from ..store.base import VirtualKey
 from ..usage import (
     NormalizedUsage,
+    UsageBlockError,
     UsageEvent,
     count_prompt_tokens,
     from_anthropic,
@@ -56,6 +60,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("margin.gateway")
 
 # The smallest max_tokens worth sending: below this a budget is treated as exhausted.
 MIN_USEFUL_OUTPUT_TOKENS = 16
@@ -286,8 +291,6 @@ def key_budget_rules(principal: Principal) -> list[BudgetConfig]:
     key = principal.key
     if key is None or not key.budget:
         return []
-    from ..keys import parse_budget
-
     amount, period = parse_budget(key.budget)
     return [BudgetConfig(name=f"key-{key.prefix}", scope="key", value=key.key_id, period=period, amount=amount)]
 
@@ -297,7 +300,7 @@ class Reserved:
     """A reservation held for one attempt."""
 
     reservation_id: str
-    counters_reservation: Any
+    counters_reservation: CounterReservation
     applied: list[AppliedBudget]
     amount: Decimal
     max_tokens: int | None
@@ -352,12 +355,13 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
 
 
 def _budget_error(gw: Gateway, applied: list[AppliedBudget], worst: Decimal, headroom: Decimal) -> GatewayError:
-    tightest = min(
-        applied,
-        key=lambda b: (
-            b.cap - (gw.counters.snapshot(b.counter)[0] + gw.counters.snapshot(b.counter)[1] if b.counter else ZERO)
-        ),
-    )
+    def room(budget: AppliedBudget) -> Decimal:
+        if budget.counter is None:
+            return budget.cap
+        spent, reserved = gw.counters.snapshot(budget.counter)
+        return budget.cap - spent - reserved
+
+    tightest = min(applied, key=room)
     return GatewayError(
         f"budget exceeded: {tightest.label} has ${max(headroom, ZERO):.6f} left of its ${tightest.cap} cap, "
         f"this request could cost up to ${worst:.6f}; lower max_tokens, shorten the prompt, or raise the budget",
@@ -394,8 +398,6 @@ def upstream_body(ctx: CallContext, route: ModelRoute, max_tokens: int | None) -
 def normalize(ctx: CallContext, body: Mapping[str, Any]) -> NormalizedUsage:
     usage = body.get("usage")
     if not isinstance(usage, Mapping):
-        from ..usage import UsageBlockError
-
         raise UsageBlockError("the upstream response has no usage block")
     if ctx.endpoint == "embeddings":
         return from_openai_embeddings(usage)
@@ -458,6 +460,15 @@ def make_event(
 async def settle(gw: Gateway, reserved: Reserved, event: UsageEvent) -> None:
     """Replace the reservation by the actual cost, in memory and durably in one ledger transaction, then
     feed the token rate limits and the spend breakers."""
+    if event.effective_cost > reserved.amount:
+        # Only possible when the upstream counted far more prompt than the local count plus its margin
+        # (e.g. images); the truth is recorded, and the miss is reported so the margin can be raised.
+        log.warning(
+            "request %s cost %s USD, above its reserved worst case %s USD; raise gateway.reserve_margin_*",
+            event.request_id,
+            event.effective_cost,
+            reserved.amount,
+        )
     gw.counters.settle(reserved.counters_reservation, event.effective_cost)
     await gw.ledger.settle(event, reserved.reservation_id)
     await after_spend(gw, event)
