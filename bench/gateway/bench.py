@@ -313,6 +313,8 @@ class Bench:
             if n > self.args.max_crashes:
                 raise RuntimeError(f"{svc.name} crashed {n} times; giving up")
             svc.stop()
+            if svc.name == "margin":
+                crash["margin_source_at_restart"] = source_fingerprint()
             svc.start()
             wait_ready(svc, t.port, body_file.read_bytes(), t.auth, variant == "stream", 180)
             self.wrk(t, variant, conns, self.args.warmup or 1, body_file)  # warm it up again, unmeasured
@@ -543,6 +545,7 @@ def main() -> int:
                              env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         margin_svc = Service("margin", [str(margin_bin), "--config", str(cfg), "serve", "--port", str(a.margin_port)],
                              a.gateway_cpu, env, work / "margin.log")
+        source_at_start = source_fingerprint()  # the gateway loads this code once, at start
         margin_svc.start()
         bench.services["margin"] = margin_svc
         targets.append(Target("margin", a.margin_port, f"Authorization: Bearer {key}", margin_svc))
@@ -575,7 +578,7 @@ def main() -> int:
             log(f"{t.name} answers on port {t.port}")
 
         meta.update(type="meta", date_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-                    margin_source=source_fingerprint(),
+                    margin_source=source_at_start,
                     machine=machine(), versions=versions(litellm_venv if use_litellm else None),
                     targets=[t.name for t in targets], litellm_variant="no master key, no database, 1 worker"
                     if use_litellm else "not run", conns=a.conns, duration_s=a.duration, warmup_s=a.warmup,

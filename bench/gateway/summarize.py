@@ -180,10 +180,15 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
             lines.append(f"| {g['target']} | {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'NO'} |")
     src0, src1 = (meta or {}).get("margin_source"), (ledger or {}).get("margin_source_at_end")
     if src0:
-        lines += ["", f"margin source measured: sha256 {src0['sha256']} over {src0['files']} files of src/margin "
-                      f"(newest change {src0['newest_mtime_utc']})"
-                      + ("." if not src1 or src1 == src0 else
-                         f"; WARNING: the source CHANGED during the run (now {src1['sha256']}), results mix versions.")]
+        restarted = any(c.get("service") == "margin" for c in (ledger or {}).get("crashes", []))
+        note = "."
+        if src1 and src1 != src0:
+            note = (f"; the source tree changed later (at the end: sha256 {src1['sha256']}, newest change "
+                    f"{src1['newest_mtime_utc']}). A running gateway keeps the code it loaded at start"
+                    + (", but margin was RESTARTED during this run: its results mix versions." if restarted
+                       else ", and margin was not restarted, so every margin figure is for the code above."))
+        lines += ["", f"margin source at gateway start: sha256 {src0['sha256']} over {src0['files']} files of "
+                      f"src/margin (newest change {src0['newest_mtime_utc']}){note}"]
     for c in (ledger or {}).get("crashes", []):
         lines += ["", f"CRASH: {c['service']} died (exit code {c['exit_code']}) at {c['time_utc']} during "
                       f"{c['variant']} c={c['conns']} rep {c['rep']}; it was restarted and that run repeated."]

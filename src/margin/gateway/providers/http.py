@@ -136,7 +136,7 @@ class HTTPProvider:
         write_timeout: float | None = None,
         pool_timeout: float | None = None,
         max_connections: int = 100,
-        max_keepalive_connections: int | None = 20,
+        max_keepalive_connections: int | None = None,  # None: keep as many idle as max_connections
         keepalive_expiry: float = 30.0,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
