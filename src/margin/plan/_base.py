@@ -36,6 +36,7 @@ __all__ = [
     "Table",
     "ceil_div",
     "parse_scenario",
+    "percent",
 ]
 
 # Field types shared by scenarios. Decimal fields accept YAML ints, floats (converted through their
@@ -177,6 +178,16 @@ def _describe(err: Any, scenario_type: type[Scenario]) -> str:
     if given is None or isinstance(given, Mapping | list):
         return msg
     return f"{msg} (got {given!r})"
+
+
+def percent(fraction: Decimal | None, *, places: int | None = 1, sign: bool = True) -> str:
+    """A fraction for notes: 0.256 -> "25.6%" (``places`` decimals, or all significant digits with None);
+    None -> "n/a". Display only."""
+    if fraction is None:
+        return "n/a"
+    value = fraction * 100
+    text = format(value.normalize(), "f") if places is None else f"{value:.{places}f}"
+    return text + ("%" if sign else "")
 
 
 def ceil_div(numerator: Decimal, denominator: Decimal) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Context, Decimal, localcontext
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -50,6 +51,7 @@ from ._base import (
     Scenario,
     Table,
     ceil_div,
+    percent,
 )
 from ._prices import ModelPrice, ModelRef, resolve_ref
 
@@ -324,9 +326,7 @@ def _request_price(rate: ModelRate, input_tokens: Decimal, output_tokens: Decima
     return rate.effective(list_cost)
 
 
-def _pct(fraction: Decimal) -> str:
-    """0.5 -> '50', 0.125 -> '12.5' (display only)."""
-    return format((fraction * 100).normalize(), "f")
+_pct = partial(percent, places=None, sign=False)
 
 
 def _never_text(

@@ -21,6 +21,7 @@ Pure: no I/O. Money is Decimal throughout; the CLI rounds for display.
 from __future__ import annotations
 
 from decimal import Decimal, localcontext
+from functools import partial
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
@@ -40,6 +41,7 @@ from ._base import (
     Result,
     Scenario,
     Table,
+    percent,
 )
 from ._prices import ModelPrice, ModelRef, ref_name, resolve_ref
 
@@ -263,8 +265,7 @@ def compute(scenario: EnvelopeScenario, ctx: PlanContext) -> EnvelopeResult:
 # -- report -----------------------------------------------------------------------------------------
 
 
-def _pct(share: Decimal) -> str:
-    return f"{(share * 100).quantize(Decimal(1))}%"
+_pct = partial(percent, places=0)
 
 
 def report(result: EnvelopeResult) -> Report:

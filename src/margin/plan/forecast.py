@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from functools import partial
 from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -40,6 +41,7 @@ from ._base import (
     Result,
     Scenario,
     Table,
+    percent,
 )
 from ._prices import ModelPrice, ModelRef, PriceUsed, prices_note, resolve_ref
 
@@ -475,8 +477,7 @@ def _share(part: Decimal, whole: Decimal) -> Decimal | None:
 # --------------------------------------------------------------------------------------------- report
 
 
-def _pct(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
+_pct = partial(percent, places=1)
 
 
 def report(result: ForecastResult) -> Report:

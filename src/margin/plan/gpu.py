@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
+from functools import partial
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
@@ -40,6 +41,7 @@ from ._base import (
     Scenario,
     Table,
     ceil_div,
+    percent,
 )
 
 __all__ = [
@@ -389,8 +391,7 @@ def compute(s: GpuScenario, ctx: PlanContext) -> GpuResult:
 _H100_SPARSE_TFLOPS = Decimal(1979)
 
 
-def _pct(fraction: Decimal) -> str:
-    return format((fraction * 100).normalize(), "f")
+_pct = partial(percent, places=None, sign=False)
 
 
 def report(r: GpuResult) -> Report:

@@ -17,6 +17,7 @@ Pure: no I/O. The GPU catalogue is the ``gpu`` model's.
 from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal, localcontext
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -34,6 +35,7 @@ from ._base import (
     Scenario,
     Table,
     ceil_div,
+    percent,
 )
 from .gpu import DEFAULT_HOURS_PER_MONTH, GPU_CATALOGUE, GpuSpec, find_gpu
 
@@ -376,8 +378,7 @@ def compute(s: MemoryScenario, ctx: PlanContext) -> MemoryResult:
 # -- report -----------------------------------------------------------------------------------------
 
 
-def _pct(fraction: Decimal) -> str:
-    return format((fraction * 100).normalize(), "f")
+_pct = partial(percent, places=None, sign=False)
 
 
 def report(r: MemoryResult) -> Report:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from functools import partial
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -44,6 +45,7 @@ from ._base import (
     Result,
     Scenario,
     Table,
+    percent,
 )
 from ._prices import ModelPrice, ModelRef, PriceUsed, prices_note, resolve_ref
 
@@ -505,8 +507,7 @@ def _check_prices(scenario: SavingsScenario, base: _Prices, target: _Prices | No
 # --------------------------------------------------------------------------------------------- report
 
 
-def _pct(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
+_pct = partial(percent, places=1)
 
 
 def _points(value: Decimal | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal, localcontext
 from fractions import Fraction as Rational
+from functools import partial
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -29,6 +30,7 @@ from ._base import (
     Result,
     Scenario,
     Table,
+    percent,
 )
 
 __all__ = [
@@ -206,8 +208,7 @@ class TCOResult(Result):
     hidden_warnings: list[str]
 
 
-def _pct_text(value: Decimal) -> str:
-    return f"{(value * 100).normalize():f}%"
+_pct_text = partial(percent, places=None)
 
 
 def _hidden_amounts(s: TCOScenario, direct: Decimal) -> list[tuple[str, str, Decimal]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal, localcontext
 from fractions import Fraction as Rational
+from functools import partial
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,6 +28,7 @@ from ._base import (
     Result,
     Scenario,
     Table,
+    percent,
 )
 
 __all__ = [
@@ -279,8 +281,7 @@ def _project(s: UnitEconomicsScenario, months: int, request_rate: Decimal) -> li
     return rows
 
 
-def _pct(value: Decimal) -> str:
-    return f"{value * 100:.1f}%"
+_pct = partial(percent, places=1)
 
 
 def _trap_text(
