@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiohttp
 import httpx2
 import orjson
 
@@ -23,6 +24,11 @@ from .base import SSEEvent, UpstreamCall, UpstreamError, UpstreamResponse, Wire
 from .sse import SSEParser
 
 __all__ = ["HTTPProvider", "error_for_status", "parse_retry_after"]
+
+
+class _StreamBroken(Exception):
+    """A stream's connection broke or timed out after it started (becomes stream_dropped)."""
+
 
 # Headers a call may not set: the provider owns authentication, framing and content negotiation.
 _PROTECTED = frozenset(
@@ -147,15 +153,26 @@ class HTTPProvider:
         self.write_timeout = write_timeout if write_timeout is not None else timeout
         self.pool_timeout = pool_timeout if pool_timeout is not None else connect_timeout
         keepalive = None if max_keepalive_connections is None else min(max_keepalive_connections, max_connections)
-        self._client = httpx2.AsyncClient(
-            transport=transport,
-            limits=httpx2.Limits(
-                max_connections=max_connections, max_keepalive_connections=keepalive, keepalive_expiry=keepalive_expiry
-            ),
-            timeout=self._timeouts(timeout),
-            headers={"user-agent": _USER_AGENT},
-            follow_redirects=False,
-        )
+        self.max_connections = max_connections
+        self.keepalive_expiry = keepalive_expiry
+        # The real network path is aiohttp (about a third of httpx2's CPU per request, see
+        # bench/gateway/client_overhead.py); an injected httpx2 transport (httpx2.MockTransport in tests)
+        # keeps the httpx2 client, so fakes are injected as transports, never patched.
+        self._client: httpx2.AsyncClient | None = None
+        if transport is not None:
+            self._client = httpx2.AsyncClient(
+                transport=transport,
+                limits=httpx2.Limits(
+                    max_connections=max_connections,
+                    max_keepalive_connections=keepalive,
+                    keepalive_expiry=keepalive_expiry,
+                ),
+                timeout=self._timeouts(timeout),
+                headers={"user-agent": _USER_AGENT},
+                follow_redirects=False,
+            )
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     # --- subclass hooks ----------------------------------------------------------------------------------------
     def _url(self, call: UpstreamCall) -> str:
@@ -170,36 +187,75 @@ class HTTPProvider:
 
     # --- the Provider interface --------------------------------------------------------------------------------
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
-        request = self._request(call, stream=False)
+        url, headers, content = self._encode(call, stream=False)
         limit = self._read_timeout(call)
         try:
             async with asyncio.timeout(limit):
-                response = await self._client.send(request)
-        except (TimeoutError, httpx2.TimeoutException) as exc:
+                if self._client is not None:
+                    response = await self._client.send(
+                        self._client.build_request(
+                            "POST", url, content=content, headers=headers, timeout=self._timeouts(limit)
+                        )
+                    )
+                    status, body_bytes, response_headers = response.status_code, response.content, response.headers
+                else:
+                    session = self._aio_session()
+                    async with session.post(
+                        url, data=content, headers=headers, timeout=self._aio_timeout(limit)
+                    ) as resp:
+                        status, body_bytes, response_headers = resp.status, await resp.read(), resp.headers
+        except (TimeoutError, httpx2.TimeoutException, aiohttp.ServerTimeoutError) as exc:
             raise self._timeout_error(limit, exc) from None
-        except httpx2.TransportError as exc:
+        except (httpx2.TransportError, aiohttp.ClientError) as exc:
             raise self._connection_error(exc) from None
-        if not 200 <= response.status_code < 300:
-            raise error_for_status(self.name, response.status_code, _decode_body(response.content), response.headers)
+        if not 200 <= status < 300:
+            raise error_for_status(self.name, status, _decode_body(body_bytes), response_headers)
         try:
-            body = orjson.loads(response.content)
+            body = orjson.loads(body_bytes)
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
-            snippet = response.content[:200].decode("utf-8", errors="replace")
+            snippet = body_bytes[:200].decode("utf-8", errors="replace")
             raise UpstreamError(
-                f"{self.name}: the upstream answered HTTP {response.status_code} with a body that is not a JSON "
-                f"object: {snippet!r}",
+                f"{self.name}: the upstream answered HTTP {status} with a body that is not a JSON object: {snippet!r}",
                 status=502,
                 error_type="malformed_response",
                 retryable=True,
-                body=response.content[:_MAX_ERROR_BODY].decode("utf-8", errors="replace"),
+                body=body_bytes[:_MAX_ERROR_BODY].decode("utf-8", errors="replace"),
             )
-        return UpstreamResponse(status=response.status_code, body=body, headers=dict(response.headers))
+        return UpstreamResponse(status=status, body=body, headers=dict(response_headers))
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[SSEEvent]:
-        request = self._request(call, stream=True)
+        chunks = self._stream_httpx(call) if self._client is not None else self._stream_aiohttp(call)
+        parser = SSEParser()
+        seen = 0
+        try:
+            async for chunk in chunks:
+                for event in parser.feed(chunk):
+                    self._check_event(event, seen)
+                    seen += 1
+                    yield event
+        except _StreamBroken as exc:
+            raise UpstreamError(
+                f"{self.name}: the stream broke after {seen} events ({exc})",
+                status=502,
+                error_type="stream_dropped",
+                retryable=False,
+            ) from None
+        finally:
+            await chunks.aclose()
+        for event in parser.flush():
+            self._check_event(event, seen)
+            seen += 1
+            yield event
+
+    async def _stream_httpx(self, call: UpstreamCall) -> AsyncIterator[bytes]:
+        assert self._client is not None
+        url, headers, content = self._encode(call, stream=True)
         limit = self._read_timeout(call)
+        request = self._client.build_request(
+            "POST", url, content=content, headers=headers, timeout=self._timeouts(limit)
+        )
         try:
             response = await self._client.send(request, stream=True)
         except httpx2.TimeoutException as exc:
@@ -208,32 +264,54 @@ class HTTPProvider:
             raise self._connection_error(exc) from None
         try:
             if not 200 <= response.status_code < 300 or "json" in response.headers.get("content-type", ""):
-                raise await self._stream_start_error(response)
-            parser = SSEParser()
-            seen = 0
+                try:
+                    error_body = await response.aread()
+                except httpx2.HTTPError:
+                    error_body = b""
+                raise self._start_error(response.status_code, response.headers, error_body)
             try:
                 async for chunk in response.aiter_bytes():
-                    for event in parser.feed(chunk):
-                        self._check_event(event, seen)
-                        seen += 1
-                        yield event
+                    yield chunk
             except (httpx2.TimeoutException, httpx2.TransportError) as exc:
                 kind = "read timeout" if isinstance(exc, httpx2.TimeoutException) else "connection broken"
-                raise UpstreamError(
-                    f"{self.name}: the stream broke after {seen} events ({kind}: {exc or type(exc).__name__})",
-                    status=502,
-                    error_type="stream_dropped",
-                    retryable=False,
-                ) from None
-            for event in parser.flush():
-                self._check_event(event, seen)
-                seen += 1
-                yield event
+                raise _StreamBroken(f"{kind}: {exc or type(exc).__name__}") from None
         finally:
             await response.aclose()
 
+    async def _stream_aiohttp(self, call: UpstreamCall) -> AsyncIterator[bytes]:
+        url, headers, content = self._encode(call, stream=True)
+        limit = self._read_timeout(call)
+        session = self._aio_session()
+        try:
+            response = await session.post(url, data=content, headers=headers, timeout=self._aio_timeout(limit))
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise self._timeout_error(limit, exc) from None
+        except aiohttp.ClientError as exc:
+            raise self._connection_error(exc) from None
+        try:
+            if not 200 <= response.status < 300 or "json" in response.headers.get("content-type", ""):
+                try:
+                    error_body = await response.read()
+                except (aiohttp.ClientError, TimeoutError):
+                    error_body = b""
+                raise self._start_error(response.status, response.headers, error_body)
+            try:
+                async for chunk in response.content.iter_any():
+                    yield chunk
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise _StreamBroken(f"read timeout: {exc or type(exc).__name__}") from None
+            except aiohttp.ClientError as exc:
+                raise _StreamBroken(f"connection broken: {exc or type(exc).__name__}") from None
+        finally:
+            # A fully read response returns its connection to the pool; a cut one is closed.
+            response.release()
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     # --- helpers -----------------------------------------------------------------------------------------------
     def _timeouts(self, read: float) -> httpx2.Timeout:
@@ -242,7 +320,8 @@ class HTTPProvider:
     def _read_timeout(self, call: UpstreamCall) -> float:
         return min(self.timeout, call.timeout)
 
-    def _request(self, call: UpstreamCall, *, stream: bool) -> httpx2.Request:
+    def _encode(self, call: UpstreamCall, *, stream: bool) -> tuple[str, dict[str, str], bytes]:
+        """(url, headers, JSON body) of a call; the method (stream or not) decides the body's ``stream``."""
         headers = {k.lower(): v for k, v in call.headers.items() if k.lower() not in _PROTECTED}
         headers.update(self._auth_headers())
         headers["content-type"] = "application/json"
@@ -261,12 +340,25 @@ class HTTPProvider:
                 error_type="bad_request",
                 retryable=False,
             ) from None
-        return self._client.build_request(
-            "POST", self._url(call), content=content, headers=headers, timeout=self._timeouts(self._read_timeout(call))
-        )
+        headers["user-agent"] = _USER_AGENT
+        return self._url(call), headers, content
+
+    def _aio_session(self) -> aiohttp.ClientSession:
+        """The pooled aiohttp session of the running event loop (created on first use, in that loop)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session_loop is not loop or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=self.keepalive_expiry)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+            self._session_loop = loop
+        return self._session
+
+    def _aio_timeout(self, read: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=read)
 
     def _timeout_error(self, limit: float, exc: BaseException) -> UpstreamError:
-        what = type(exc).__name__ if isinstance(exc, httpx2.TimeoutException) else "deadline"
+        what = (
+            type(exc).__name__ if isinstance(exc, httpx2.TimeoutException | aiohttp.ServerTimeoutError) else "deadline"
+        )
         return UpstreamError(
             f"{self.name}: the upstream did not answer in time ({what}, limit {limit:g}s)",
             status=504,
@@ -274,7 +366,7 @@ class HTTPProvider:
             retryable=True,
         )
 
-    def _connection_error(self, exc: httpx2.TransportError) -> UpstreamError:
+    def _connection_error(self, exc: BaseException) -> UpstreamError:
         return UpstreamError(
             f"{self.name}: cannot reach the upstream at {self.base_url}: {type(exc).__name__}: {exc}",
             status=502,
@@ -282,14 +374,10 @@ class HTTPProvider:
             retryable=True,
         )
 
-    async def _stream_start_error(self, response: httpx2.Response) -> UpstreamError:
-        try:
-            content = await response.aread()
-        except httpx2.HTTPError:
-            content = b""
+    def _start_error(self, status: int, headers: Mapping[str, str], content: bytes) -> UpstreamError:
         body = _decode_body(content)
-        if not 200 <= response.status_code < 300:
-            return error_for_status(self.name, response.status_code, body, response.headers)
+        if not 200 <= status < 300:
+            return error_for_status(self.name, status, body, headers)
         return UpstreamError(
             f"{self.name}: asked for a stream, the upstream answered with JSON instead",
             status=502,
