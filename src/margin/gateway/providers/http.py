@@ -1,4 +1,5 @@
-"""The shared base of HTTP upstreams: one pooled ``httpx2.AsyncClient`` per provider, explicit timeouts, and
+"""The shared base of HTTP upstreams: one pooled client per provider (an ``aiohttp`` session on the network;
+an ``httpx2`` client when a test injects an httpx2 transport), explicit timeouts, and
 every failure mapped onto :class:`~margin.gateway.providers.base.UpstreamError`.
 
 Subclasses say where an endpoint lives (:meth:`HTTPProvider._url`), which headers authenticate
