@@ -4,15 +4,25 @@ rates, a quote you are evaluating). Shared by every planner model that prices to
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Tag
 
+from ..money import MONEY_CONTEXT, per_million
 from ..pricing.rates import ModelRate
 from ._base import Fraction, NonNegDecimal, PlanContext, Result, Scenario
 
-__all__ = ["ModelPrice", "ModelRef", "PriceUsed", "prices_note", "ref_name", "resolve_ref"]
+__all__ = [
+    "ListEffective",
+    "ModelPrice",
+    "ModelRef",
+    "PriceUsed",
+    "prices_note",
+    "ref_name",
+    "request_cost",
+    "resolve_ref",
+]
 
 
 class ModelPrice(Scenario):
@@ -34,6 +44,24 @@ ModelRef = Annotated[
     Annotated[str, Tag("model_name"), Field(min_length=1)] | Annotated[ModelPrice, Tag("explicit_prices")],
     Discriminator(_model_ref_kind),
 ]
+
+
+class ListEffective(Result):
+    """An amount at list price and after the negotiated discount (equal when there is none)."""
+
+    list_usd: Decimal
+    effective_usd: Decimal
+
+    @classmethod
+    def of(cls, list_usd: Decimal, rate: ModelRate) -> ListEffective:
+        return cls(list_usd=list_usd, effective_usd=rate.effective(list_usd))
+
+
+def request_cost(rate: ModelRate, input_tokens: Decimal | int, output_tokens: Decimal | int) -> ListEffective:
+    """Cost of one request with these token counts, list and effective."""
+    with localcontext(MONEY_CONTEXT):
+        list_usd = per_million(input_tokens, rate.input_per_mtok) + per_million(output_tokens, rate.output_per_mtok)
+        return ListEffective.of(list_usd, rate)
 
 
 def ref_name(ref: str | ModelPrice) -> str:

@@ -37,7 +37,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import ScenarioError
-from ..money import ZERO, format_usd, per_million
+from ..money import ZERO, format_usd
 from ..pricing.rates import ModelRate
 from ._base import (
     Column,
@@ -53,7 +53,7 @@ from ._base import (
     ceil_div,
     percent,
 )
-from ._prices import ModelPrice, ModelRef, resolve_ref
+from ._prices import ModelPrice, ModelRef, request_cost, resolve_ref
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -321,11 +321,6 @@ class BreakevenResult(Result):
 # -- compute ----------------------------------------------------------------------------------------
 
 
-def _request_price(rate: ModelRate, input_tokens: Decimal, output_tokens: Decimal) -> Decimal:
-    list_cost = per_million(input_tokens, rate.input_per_mtok) + per_million(output_tokens, rate.output_per_mtok)
-    return rate.effective(list_cost)
-
-
 _pct = partial(percent, places=None, sign=False)
 
 
@@ -416,7 +411,7 @@ def compute(s: BreakevenScenario, ctx: PlanContext) -> BreakevenResult:
         if s.api_model is not None:
             rate = resolve_ref(s.api_model, ctx)
             assert s.avg_input_tokens is not None  # checked by the scenario
-            api_price = _request_price(rate, s.avg_input_tokens, s.avg_output_tokens_per_request)
+            api_price = request_cost(rate, s.avg_input_tokens, s.avg_output_tokens_per_request).effective_usd
             price_source = (
                 f"{rate.model}: {s.avg_input_tokens:,} input + "
                 f"{s.avg_output_tokens_per_request:,} output tokens "
@@ -470,7 +465,7 @@ def compute(s: BreakevenScenario, ctx: PlanContext) -> BreakevenResult:
             out = length * factor
             if rate is not None:
                 assert s.avg_input_tokens is not None
-                price = _request_price(rate, s.avg_input_tokens, out)
+                price = request_cost(rate, s.avg_input_tokens, out).effective_usd
             else:
                 price = api_price * factor
             output_rows.append(

@@ -28,7 +28,6 @@ from pydantic import Field, model_validator
 
 from ..errors import ScenarioError
 from ..money import MONEY_CONTEXT, format_usd, per_million
-from ..pricing.rates import ModelRate
 from ._base import (
     Column,
     NonNegDecimal,
@@ -43,7 +42,7 @@ from ._base import (
     Table,
     percent,
 )
-from ._prices import ModelPrice, ModelRef, ref_name, resolve_ref
+from ._prices import ListEffective, ModelPrice, ModelRef, ref_name, resolve_ref
 
 __all__ = ["MODEL", "EnvelopeResult", "EnvelopeScenario", "ListEffective", "ModelCost", "ModelPrice"]
 
@@ -111,13 +110,6 @@ class EnvelopeScenario(Scenario):
 # -- result -----------------------------------------------------------------------------------------
 
 
-class ListEffective(Result):
-    """An amount at list price and after the negotiated discount (equal when there is none)."""
-
-    list_usd: Decimal
-    effective_usd: Decimal
-
-
 class ModelCost(Result):
     name: str
     resolved_model: str
@@ -168,10 +160,6 @@ class EnvelopeResult(Result):
 # -- compute ----------------------------------------------------------------------------------------
 
 
-def _le(list_amount: Decimal, rate: ModelRate) -> ListEffective:
-    return ListEffective(list_usd=list_amount, effective_usd=rate.effective(list_amount))
-
-
 def compute(scenario: EnvelopeScenario, ctx: PlanContext) -> EnvelopeResult:
     with localcontext(MONEY_CONTEXT):
         if scenario.requests_per_day is not None:
@@ -219,12 +207,12 @@ def compute(scenario: EnvelopeScenario, ctx: PlanContext) -> EnvelopeResult:
                     "output_tokens_per_request": out_tok,
                     "input_tokens_per_day": in_per_day,
                     "output_tokens_per_day": out_per_day,
-                    "cost_per_request": _le(total_req, rate),
-                    "input_cost_per_day": _le(in_day, rate),
-                    "output_cost_per_day": _le(out_day, rate),
-                    "cost_per_day": _le(day, rate),
-                    "cost_per_month": _le(day * DAYS_PER_MONTH, rate),
-                    "cost_per_year": _le(day * DAYS_PER_YEAR, rate),
+                    "cost_per_request": ListEffective.of(total_req, rate),
+                    "input_cost_per_day": ListEffective.of(in_day, rate),
+                    "output_cost_per_day": ListEffective.of(out_day, rate),
+                    "cost_per_day": ListEffective.of(day, rate),
+                    "cost_per_month": ListEffective.of(day * DAYS_PER_MONTH, rate),
+                    "cost_per_year": ListEffective.of(day * DAYS_PER_YEAR, rate),
                     "output_share_of_cost": (out_req / total_req) if total_req > 0 else None,
                 }
             )

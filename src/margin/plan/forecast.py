@@ -43,7 +43,7 @@ from ._base import (
     Table,
     percent,
 )
-from ._prices import ModelPrice, ModelRef, PriceUsed, prices_note, resolve_ref
+from ._prices import ModelPrice, ModelRef, PriceUsed, prices_note, request_cost, resolve_ref
 
 __all__ = [
     "MODEL",
@@ -283,8 +283,7 @@ def _unit_cost(product: Product, ctx: PlanContext) -> tuple[Decimal, PriceUsed |
     model = product.model
     assert model is not None and product.input_tokens is not None and product.output_tokens is not None
     rate = resolve_ref(model, ctx)
-    list_cost = (product.input_tokens * rate.input_per_mtok + product.output_tokens * rate.output_per_mtok) / _MILLION
-    return rate.effective(list_cost), PriceUsed.of(rate)
+    return request_cost(rate, product.input_tokens, product.output_tokens).effective_usd, PriceUsed.of(rate)
 
 
 def _label(start: str | None, month: int) -> str:

@@ -25,7 +25,6 @@ from pydantic import model_validator
 
 from ..errors import ScenarioError
 from ..money import MICROS_PER_USD, MONEY_CONTEXT, format_usd, per_million
-from ..pricing.rates import ModelRate
 from ._base import (
     Column,
     NonNegDecimal,
@@ -39,7 +38,7 @@ from ._base import (
     Scenario,
     Table,
 )
-from ._prices import ModelPrice, ModelRef, resolve_ref
+from ._prices import ListEffective, ModelPrice, ModelRef, resolve_ref
 
 __all__ = ["MODEL", "IncidentResult", "IncidentScenario", "JobCase", "ListEffective", "ModelPrice"]
 
@@ -74,13 +73,6 @@ class IncidentScenario(Scenario):
 
 
 # -- result -----------------------------------------------------------------------------------------
-
-
-class ListEffective(Result):
-    """An amount at list price and after the negotiated discount (equal when there is none)."""
-
-    list_usd: Decimal
-    effective_usd: Decimal
 
 
 class JobCase(Result):
@@ -136,10 +128,6 @@ class IncidentResult(Result):
 # -- compute ----------------------------------------------------------------------------------------
 
 
-def _le(list_usd: Decimal, rate: ModelRate) -> ListEffective:
-    return ListEffective(list_usd=list_usd, effective_usd=rate.effective(list_usd))
-
-
 def compute(scenario: IncidentScenario, ctx: PlanContext) -> IncidentResult:
     with localcontext(MONEY_CONTEXT):
         rate = resolve_ref(scenario.model, ctx)
@@ -151,7 +139,7 @@ def compute(scenario: IncidentScenario, ctx: PlanContext) -> IncidentResult:
         def case(name: str, out_tokens: int, typical_cost: Decimal | None) -> JobCase:
             output_per_request = per_million(out_tokens, rate.output_per_mtok)
             per_request = input_per_request + output_per_request
-            job = _le(per_request * n, rate)
+            job = ListEffective.of(per_request * n, rate)
             if typical_cost is None:
                 multiple: Decimal | None = Decimal(1) if job.effective_usd > 0 else None
             else:
@@ -160,14 +148,16 @@ def compute(scenario: IncidentScenario, ctx: PlanContext) -> IncidentResult:
                 case=name,
                 output_tokens_per_request=out_tokens,
                 output_tokens_per_job=out_tokens * n,
-                input_cost_per_job=_le(input_per_request * n, rate),
-                output_cost_per_job=_le(output_per_request * n, rate),
-                cost_per_request=_le(per_request, rate),
+                input_cost_per_job=ListEffective.of(input_per_request * n, rate),
+                output_cost_per_job=ListEffective.of(output_per_request * n, rate),
+                cost_per_request=ListEffective.of(per_request, rate),
                 cost_per_job=job,
                 multiple_of_typical=multiple,
                 fits_ceiling=None if ceiling is None else job.effective_usd <= ceiling,
                 cost_per_month=(
-                    None if scenario.runs_per_month is None else _le(per_request * n * scenario.runs_per_month, rate)
+                    None
+                    if scenario.runs_per_month is None
+                    else ListEffective.of(per_request * n * scenario.runs_per_month, rate)
                 ),
             )
 

@@ -43,7 +43,7 @@ from ._base import (
     Table,
     percent,
 )
-from ._prices import ModelPrice, ModelRef, resolve_ref
+from ._prices import ListEffective, ModelPrice, ModelRef, request_cost, resolve_ref
 
 __all__ = [
     "MODEL",
@@ -118,13 +118,6 @@ class RequestBudgetScenario(Scenario):
 # -- result -----------------------------------------------------------------------------------------
 
 
-class ListEffective(Result):
-    """An amount at list price and after the negotiated discount (equal when there is none)."""
-
-    list_usd: Decimal
-    effective_usd: Decimal
-
-
 class FeatureBudget(Result):
     name: str
     model: str
@@ -183,13 +176,6 @@ class RequestBudgetResult(Result):
 
 
 # -- compute ----------------------------------------------------------------------------------------
-
-
-def request_cost(rate: ModelRate, input_tokens: int, output_tokens: int) -> ListEffective:
-    """Cost of one request with these token counts, list and effective."""
-    with localcontext(MONEY_CONTEXT):
-        list_usd = per_million(input_tokens, rate.input_per_mtok) + per_million(output_tokens, rate.output_per_mtok)
-        return ListEffective(list_usd=list_usd, effective_usd=rate.effective(list_usd))
 
 
 def _times(amount: ListEffective, factor: Decimal) -> ListEffective:
