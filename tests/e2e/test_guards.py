@@ -110,6 +110,9 @@ def test_rate_limit_returns_429_with_retry_after(gw):
     assert codes[:2] == [200, 200] and codes[2] == 429
     limited = post(gw, key, ask())
     assert int(limited.headers["retry-after"]) >= 1
+    with sqlite3.connect(gw.home / "ledger.db") as db:
+        reasons = {r for (r,) in db.execute("select error_type from usage_events where status = 'rejected'")}
+    assert "rate_limit_exceeded" in reasons  # rejections are metered with their reason
     client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(**ask())

@@ -194,11 +194,12 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint):
         except UpstreamError as exc:
             return _error_response(_upstream_error(exc), wire)
         except GatewayError as exc:
-            if exc.error_type in ("budget_exceeded",) or exc.http_status in (400, 403, 404, 413):
-                try:
-                    await _record_rejection(gw, principal, body, wire, endpoint, exc)
-                except MarginError as ledger_error:
-                    return _error_response(ledger_error, wire)
+            # Every refusal of an authenticated request (budget, breaker, rate limit, tags, bad input) is a
+            # ledger event, so rejections can be counted by reason; unauthenticated ones are not recorded.
+            try:
+                await _record_rejection(gw, principal, body, wire, endpoint, exc)
+            except MarginError as ledger_error:
+                return _error_response(ledger_error, wire)
             return _error_response(exc, wire)
         except MarginError as exc:
             log.error("request failed: %s", exc.message)

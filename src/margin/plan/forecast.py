@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 MONTHS_PER_YEAR = 12
-_MILLION = Decimal(1_000_000)
 # A monthly growth rate: -1 (usage gone) or more; 0.08 = +8% a month, compounding.
 Growth = Annotated[Decimal, Field(ge=-1, allow_inf_nan=False)]
 # A unit-cost reduction reached by the end of the horizon: 1 (free) is not a target.
