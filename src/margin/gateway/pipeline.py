@@ -22,7 +22,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..errors import MarginError
-from ..keys import parse_budget
 from ..money import ZERO
 from ..policy.budgets import (
     AppliedBudget,
@@ -45,10 +44,10 @@ from ..usage import (
     from_openai_chat,
     from_openai_embeddings,
 )
-from .config import BreakerConfig, BudgetConfig
+from .config import BreakerConfig
 from .errors import GatewayError
 from .providers.base import Endpoint, UpstreamCall, UpstreamError, UpstreamResponse, Wire
-from .state import Gateway, ModelRoute
+from .state import Gateway, ModelRoute, key_budget_rules
 
 __all__ = [
     "CallContext",
@@ -286,15 +285,6 @@ def plan_request(
     )
 
 
-def key_budget_rules(principal: Principal) -> list[BudgetConfig]:
-    """A key created with ``--budget 5/day`` carries its own budget."""
-    key = principal.key
-    if key is None or not key.budget:
-        return []
-    amount, period = parse_budget(key.budget)
-    return [BudgetConfig(name=f"key-{key.prefix}", scope="key", value=key.key_id, period=period, amount=amount)]
-
-
 @dataclass
 class Reserved:
     """A reservation held for one attempt."""
@@ -309,7 +299,7 @@ class Reserved:
 async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
     """Clamp max_tokens to what the budgets allow and reserve the worst case, atomically and durably."""
     now = gw.clock()
-    rules = [*gw.config.budgets, *key_budget_rules(ctx.principal)]
+    rules = [*gw.config.budgets, *key_budget_rules(ctx.principal.key)]
     scope = RequestScope(key_id=ctx.principal.key_id, tags=ctx.tags, model=route.upstream_model)
     applied = applicable_budgets(rules, scope, now)
     exact = route.upstream_model.startswith(("gpt-", "o1", "o3", "o4", "text-embedding"))

@@ -15,19 +15,19 @@ from pathlib import Path
 
 from ..config import CustomModel, MarginConfig, margin_home
 from ..errors import ConfigError
-from ..keys import hash_key
-from ..policy.budgets import BudgetCounters, RequestScope, applicable_budgets, period_start
+from ..keys import hash_key, parse_budget
+from ..policy.budgets import BudgetCounters, counter_name, period_start
 from ..policy.limits import RateLimiter, SpendBreaker
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..store.base import VirtualKey
 from ..store.sqlite import SQLiteLedger
-from .config import GatewayConfig, ModelRouteConfig, ProviderConfig
+from .config import BudgetConfig, GatewayConfig, ModelRouteConfig, ProviderConfig
 from .providers.anthropic import AnthropicProvider
 from .providers.base import Provider
 from .providers.mock import MockProvider
 from .providers.openai import OpenAIProvider
 
-__all__ = ["Gateway", "ModelRoute", "RoutePricer", "build_gateway"]
+__all__ = ["Gateway", "ModelRoute", "RoutePricer", "build_gateway", "key_budget_rules", "rebuild_counters"]
 
 _MILLION = 1_000_000
 
@@ -203,16 +203,26 @@ def build_gateway(
     return gateway
 
 
+def key_budget_rules(key: VirtualKey | None) -> list[BudgetConfig]:
+    """A key created with ``--budget 5/day`` carries its own budget (none for the master key)."""
+    if key is None or not key.budget:
+        return []
+    amount, period = parse_budget(key.budget)
+    return [BudgetConfig(name=f"key-{key.prefix}", scope="key", value=key.key_id, period=period, amount=amount)]
+
+
 def rebuild_counters(gateway: Gateway) -> None:
     """After a restart: charge open reservations at their worst case (they become ledger events), then load
     each budget's spend in its current period from the ledger, so counters are never lower than the truth."""
     now = gateway.clock()
     gateway.ledger.reconcile_open_reservations(now)
-    for rule in gateway.config.budgets:
+    # Keys' own budgets too: a restart must not hand a key a fresh allowance.
+    key_rules = [rule for key in gateway.ledger.list_keys() if key.revoked_at is None for rule in key_budget_rules(key)]
+    for rule in [*gateway.config.budgets, *key_rules]:
         if rule.period == "request":
             continue
         since = period_start(rule.period, now)
-        group_by = None if rule.scope == "global" else ("model" if rule.scope == "model" else rule.scope)
+        group_by = None if rule.scope == "global" else rule.scope
         rows = gateway.ledger.spend(since, None, group_by)
         for row in rows:
             value = "*" if rule.scope == "global" else row.group
@@ -220,8 +230,4 @@ def rebuild_counters(gateway: Gateway) -> None:
                 continue
             if rule.value is not None and value != rule.value:
                 continue
-            # Reuse the pure counter naming so start-up and requests agree on keys.
-            scope = RequestScope(key_id=value, tags={rule.scope.removeprefix("tag:"): value}, model=value)
-            for applied in applicable_budgets([rule], scope, now):
-                if applied.counter is not None:
-                    gateway.counters.add_spent(applied.counter, row.effective_cost)
+            gateway.counters.add_spent(counter_name(rule, value, now), row.effective_cost)

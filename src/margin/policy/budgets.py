@@ -28,6 +28,7 @@ __all__ = [
     "Reservation",
     "applicable_budgets",
     "budget_status",
+    "counter_name",
     "max_affordable_output_tokens",
     "period_key",
 ]
@@ -103,6 +104,11 @@ def _scope_value(rule: BudgetConfig, scope: RequestScope) -> str | None:
     return found
 
 
+def counter_name(rule: BudgetConfig, scope_value: str, now: datetime) -> str:
+    """The running-total key of a budget for one scope value in the period containing ``now``."""
+    return f"{rule.name}|{rule.scope}={scope_value}|{period_key(rule.period, now)}"
+
+
 def applicable_budgets(rules: Iterable[BudgetConfig], scope: RequestScope, now: datetime) -> list[AppliedBudget]:
     applied = []
     for rule in rules:
@@ -112,7 +118,7 @@ def applicable_budgets(rules: Iterable[BudgetConfig], scope: RequestScope, now: 
         if rule.period == "request":
             applied.append(AppliedBudget(rule=rule, scope_value=value, counter=None, cap=rule.amount))
         else:
-            counter = f"{rule.name}|{rule.scope}={value}|{period_key(rule.period, now)}"
+            counter = counter_name(rule, value, now)
             applied.append(AppliedBudget(rule=rule, scope_value=value, counter=counter, cap=rule.amount * rule.block))
     return applied
 
