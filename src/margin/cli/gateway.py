@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table as RichTable
 
-from ..config import MarginConfig, margin_home
+from ..config import MarginConfig
 from ..keys import new_virtual_key
 from ..money import format_usd
 from ..store.base import VirtualKey
-from ..store.sqlite import SQLiteLedger
+from ..store.sqlite import SQLiteLedger, default_ledger_path
 from ._common import err_console, out_console, print_json, state
 
 keys_app = typer.Typer(
@@ -24,12 +23,8 @@ keys_app = typer.Typer(
 GROUPS = ("key", "user", "team", "project", "feature", "model", "provider", "status")
 
 
-def ledger_path(config: MarginConfig) -> Path:
-    return Path(config.gateway.database) if config.gateway.database else margin_home(config) / "ledger.db"
-
-
 def open_ledger(config: MarginConfig) -> SQLiteLedger:
-    path = ledger_path(config)
+    path = default_ledger_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     return SQLiteLedger(path)
 
@@ -210,7 +205,7 @@ def serve_command(
     out_console.rule("margin gateway")
     out_console.print(f"listening on {base}  (OpenAI: {base}/v1, Anthropic: {base})")
     out_console.print(f"models: {', '.join(sorted(gw.routes))}")
-    out_console.print(f"ledger: {ledger_path(config)}")
+    out_console.print(f"ledger: {default_ledger_path(config)}")
     if demo_key:
         secret, _ = create_key(
             gw.ledger, user="demo", team="demo", project="demo", tags={"environment": "dev"}, budget=None, models=()

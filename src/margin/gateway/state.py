@@ -20,7 +20,7 @@ from ..policy.budgets import BudgetCounters, counter_name, period_start
 from ..policy.limits import RateLimiter, SpendBreaker
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..store.base import VirtualKey
-from ..store.sqlite import SQLiteLedger
+from ..store.sqlite import SQLiteLedger, default_ledger_path
 from .config import BudgetConfig, GatewayConfig, ModelRouteConfig, ProviderConfig
 from .providers.anthropic import AnthropicProvider
 from .providers.base import Provider
@@ -186,7 +186,7 @@ def build_gateway(
             fallbacks=tuple(m.fallbacks),
             max_tokens_cap=m.max_tokens_cap,
         )
-    path = database or Path(gw.database or margin_home(config) / "ledger.db")
+    path = database or default_ledger_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     ledger = SQLiteLedger(path)
     master = os.environ.get(gw.master_key_env) or None

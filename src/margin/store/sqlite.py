@@ -297,7 +297,10 @@ class _DecimalSum:
 
 
 def default_ledger_path(config: MarginConfig | None = None) -> Path:
-    """Where the ledger lives by default: ``$MARGIN_HOME/ledger.db`` (see :func:`margin.config.margin_home`)."""
+    """Where the ledger lives: ``gateway.database`` from the config, else ``$MARGIN_HOME/ledger.db`` (see
+    :func:`margin.config.margin_home`)."""
+    if config is not None and config.gateway.database:
+        return Path(config.gateway.database)
     return margin_home(config) / "ledger.db"
 
 
