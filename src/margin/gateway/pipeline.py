@@ -302,8 +302,7 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
     rules = [*gw.config.budgets, *key_budget_rules(ctx.principal.key)]
     scope = RequestScope(key_id=ctx.principal.key_id, tags=ctx.tags, model=route.upstream_model)
     applied = applicable_budgets(rules, scope, now)
-    exact = route.upstream_model.startswith(("gpt-", "o1", "o3", "o4", "text-embedding"))
-    margin = gw.config.reserve_margin_exact if exact else gw.config.reserve_margin_estimate
+    margin = gw.config.reserve_margin_exact if route.exact_prompt_count else gw.config.reserve_margin_estimate
     prompt = int((Decimal(ctx.prompt_tokens) * margin).to_integral_value(rounding="ROUND_CEILING"))
     max_tokens: int | None = None
     if ctx.endpoint != "embeddings":

@@ -21,6 +21,7 @@ from ..policy.limits import RateLimiter, SpendBreaker
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..store.base import VirtualKey
 from ..store.sqlite import SQLiteLedger, default_ledger_path
+from ..tokens import encoding_for_model
 from .config import BudgetConfig, GatewayConfig, ModelRouteConfig, ProviderConfig
 from .providers.anthropic import AnthropicProvider
 from .providers.base import Provider
@@ -65,6 +66,9 @@ class ModelRoute:
     pricer: RoutePricer
     fallbacks: tuple[str, ...]
     max_tokens_cap: int | None
+    # Whether margin counts this model's prompts exactly (an OpenAI encoding) or estimates them; picks the
+    # safety margin of the worst-case reservation.
+    exact_prompt_count: bool = False
 
 
 @dataclass
@@ -185,6 +189,7 @@ def build_gateway(
             pricer=pricer,
             fallbacks=tuple(m.fallbacks),
             max_tokens_cap=m.max_tokens_cap,
+            exact_prompt_count=encoding_for_model(upstream) is not None,
         )
     path = database or default_ledger_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
