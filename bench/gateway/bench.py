@@ -108,7 +108,10 @@ class Service:
         self.log_file = open(self.log_path, "ab")  # closed in stop()
         self.proc = subprocess.Popen(
             ["taskset", "-c", self.cpus, *self.argv],
-            stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
         )
         log(f"started {self.name} (pid/pgid {self.proc.pid}, cpu {self.cpus})")
 
@@ -218,9 +221,20 @@ class Bench:
 
     def wrk(self, target: Target, variant: str, conns: int, seconds: float, body_file: Path) -> dict:
         env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_AUTH": target.auth or ""}
-        argv = ["taskset", "-c", self.args.driver_cpu, "wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s",
-                "--timeout", "10s", "-s", str(HERE / "wrk_post.lua"),
-                f"http://{LOOPBACK}:{target.port}/v1/chat/completions"]
+        argv = [
+            "taskset",
+            "-c",
+            self.args.driver_cpu,
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "wrk_post.lua"),
+            f"http://{LOOPBACK}:{target.port}/v1/chat/completions",
+        ]
         m0 = mock_stats(self.args.mock_port)
         s0 = self.sample()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
@@ -231,8 +245,9 @@ class Bench:
             if line.startswith("BENCH_RESULT "):
                 result = json.loads(line.split(" ", 1)[1])
         if result is None:
-            raise RuntimeError(f"wrk gave no result (exit {done.returncode}): {done.stdout[-500:]} "
-                               f"{done.stderr[-500:]}")
+            raise RuntimeError(
+                f"wrk gave no result (exit {done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}"
+            )
         wall = s1["t"] - s0["t"]
         core = wall * HZ  # jiffies of one fully busy core
         stat0, stat1 = s0["stat"], s1["stat"]
@@ -252,8 +267,13 @@ class Bench:
             d = [b - a for a, b in zip(stat0[name], stat1[name], strict=False)]
             per_cpu[name] = {"busy_pct": round(100 * busy(d) / core, 1), "steal_pct": round(100 * d[7] / core, 1)}
         return {
-            "type": "run", "variant": variant, "conns": conns, "target": target.name,
-            "seconds": round(result["seconds"], 3), "requests": requests, "errors": errors,
+            "type": "run",
+            "variant": variant,
+            "conns": conns,
+            "target": target.name,
+            "seconds": round(result["seconds"], 3),
+            "requests": requests,
+            "errors": errors,
             "rps": round(result["rps"], 2),
             **{k: round(result[k], 4) for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms", "max_ms")},
             # CPU of the process serving the target (mock for direct, else the gateway's process group)
@@ -289,8 +309,9 @@ class Bench:
                 log(f"machine quiet enough: other processes use {other:.0f}% of a core")
                 return other
             if time.monotonic() >= deadline:
-                log(f"machine still busy after {limit:.0f}s (other processes: {other:.0f}% of a core): "
-                    "measuring anyway")
+                log(
+                    f"machine still busy after {limit:.0f}s (other processes: {other:.0f}% of a core): measuring anyway"
+                )
                 return other
             log(f"waiting for a quieter machine: other processes use {other:.0f}% of a core")
 
@@ -302,8 +323,15 @@ class Bench:
             svc = t.service
             if svc is None or svc.alive():
                 continue
-            crash = {"type": "crash", "service": svc.name, "exit_code": svc.proc.returncode, "variant": variant,
-                     "conns": conns, "rep": rep, "time_utc": datetime.now(UTC).isoformat(timespec="seconds")}
+            crash = {
+                "type": "crash",
+                "service": svc.name,
+                "exit_code": svc.proc.returncode,
+                "variant": variant,
+                "conns": conns,
+                "rep": rep,
+                "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
             self.crashes.append(crash)
             if self.out:
                 with self.out.open("a") as f:
@@ -336,8 +364,10 @@ class Bench:
             room = self.deadline - time.monotonic() > a.duration * 4
             if disturbed and self.retries_left > 0 and room:
                 self.retries_left -= 1
-                log(f"  {variant} c={conns} {target.name}: other processes used {run['other_cpu_pct']}% of a core "
-                    f"(> {a.max_other_cpu}%): repeating the run ({self.retries_left} repeats left)")
+                log(
+                    f"  {variant} c={conns} {target.name}: other processes used {run['other_cpu_pct']}% of a core "
+                    f"(> {a.max_other_cpu}%): repeating the run ({self.retries_left} repeats left)"
+                )
                 time.sleep(a.retry_pause)
                 continue
             run["disturbed"] = disturbed
@@ -405,8 +435,13 @@ def versions(litellm_venv: Path | None) -> dict:
         "kernel": platform.release(),
     }
     if litellm_venv:
-        info["litellm"] = run([str(litellm_venv / "bin/python"), "-c",
-                               "from importlib.metadata import version; print(version('litellm'))"])
+        info["litellm"] = run(
+            [
+                str(litellm_venv / "bin/python"),
+                "-c",
+                "from importlib.metadata import version; print(version('litellm'))",
+            ]
+        )
     return info
 
 
@@ -419,8 +454,11 @@ def source_fingerprint() -> dict:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
         newest = max(newest, path.stat().st_mtime)
         count += 1
-    return {"sha256": digest.hexdigest()[:16], "files": count,
-            "newest_mtime_utc": datetime.fromtimestamp(newest, UTC).isoformat(timespec="seconds")}
+    return {
+        "sha256": digest.hexdigest()[:16],
+        "files": count,
+        "newest_mtime_utc": datetime.fromtimestamp(newest, UTC).isoformat(timespec="seconds"),
+    }
 
 
 def machine() -> dict:
@@ -432,8 +470,12 @@ def machine() -> dict:
                 break
     with open("/proc/meminfo") as f:
         mem_kb = int(f.readline().split()[1])
-    return {"cpu_model": model, "nproc": os.cpu_count(), "mem_gib": round(mem_kb / 2**20, 1),
-            "loadavg": open("/proc/loadavg").read().split()[:3]}
+    return {
+        "cpu_model": model,
+        "nproc": os.cpu_count(),
+        "mem_gib": round(mem_kb / 2**20, 1),
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+    }
 
 
 def ledger_counts(db: Path) -> dict:
@@ -465,15 +507,27 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mock-port", type=int, default=18181)
     p.add_argument("--margin-port", type=int, default=14100)
     p.add_argument("--litellm-port", type=int, default=14200)
-    p.add_argument("--max-other-cpu", type=float, default=20.0,
-                   help="a run during which other processes used more than this %% of a core is 'disturbed' "
-                        "and repeated while repeats and time are left (default 20)")
+    p.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=20.0,
+        help="a run during which other processes used more than this %% of a core is 'disturbed' "
+        "and repeated while repeats and time are left (default 20)",
+    )
     p.add_argument("--max-repeats", type=int, help="repeats of disturbed runs in all (default 8; quick: 0)")
     p.add_argument("--retry-pause", type=float, default=5.0)
-    p.add_argument("--max-crashes", type=int, default=3,
-                   help="restart a gateway that dies (the run is repeated) at most this many times (default 3)")
-    p.add_argument("--wait-quiet", type=float, help="before measuring, wait up to this many seconds for a 5 s window "
-                   "in which other processes use at most --max-other-cpu %% of a core (default 60; quick: 0)")
+    p.add_argument(
+        "--max-crashes",
+        type=int,
+        default=3,
+        help="restart a gateway that dies (the run is repeated) at most this many times (default 3)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        help="before measuring, wait up to this many seconds for a 5 s window "
+        "in which other processes use at most --max-other-cpu %% of a core (default 60; quick: 0)",
+    )
     p.add_argument("--max-total", type=float, default=14 * 60, help="time budget in seconds (default 840)")
     p.add_argument("--out", help="JSON lines file (default bench/gateway/results/run-<UTC time>.jsonl)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs, ledger)")
@@ -513,16 +567,22 @@ def main() -> int:
         log(f"LiteLLM is not installed in {litellm_venv}: measuring direct and margin only")
 
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", MARGIN_HOME=str(home),
-               PYTHONUNBUFFERED="1")
+    env.update(
+        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", MARGIN_HOME=str(home), PYTHONUNBUFFERED="1"
+    )
     env.pop("MARGIN_MASTER_KEY", None)
     bodies = {}
     for variant in a.variants:
         bodies[variant] = work / f"body_{variant}.json"
         bodies[variant].write_text(json.dumps(request_body.body(stream=variant == "stream")))
 
-    mock = Service("mock", [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(a.mock_port)],
-                   a.driver_cpu, env, work / "mock.log")
+    mock = Service(
+        "mock",
+        [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(a.mock_port)],
+        a.driver_cpu,
+        env,
+        work / "mock.log",
+    )
     bench = Bench(a, mock)
     bench.retries_left = a.max_repeats
     bench.deadline = started + a.max_total
@@ -541,10 +601,24 @@ def main() -> int:
         # margin: config, key, gateway
         cfg = work / "margin.yaml"
         margin_config(cfg, home, a.mock_port)
-        key = subprocess.run([str(margin_bin), "--config", str(cfg), "keys", "create", "--team", "bench"],
-                             env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        margin_svc = Service("margin", [str(margin_bin), "--config", str(cfg), "serve", "--port", str(a.margin_port)],
-                             a.gateway_cpu, env, work / "margin.log")
+        key = (
+            subprocess.run(
+                [str(margin_bin), "--config", str(cfg), "keys", "create", "--team", "bench"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        margin_svc = Service(
+            "margin",
+            [str(margin_bin), "--config", str(cfg), "serve", "--port", str(a.margin_port)],
+            a.gateway_cpu,
+            env,
+            work / "margin.log",
+        )
         source_at_start = source_fingerprint()  # the gateway loads this code once, at start
         margin_svc.start()
         bench.services["margin"] = margin_svc
@@ -555,36 +629,74 @@ def main() -> int:
             litellm_config(lcfg, a.mock_port)
             lenv = dict(env)
             # no master key (the "no key" variant), and every fetch LiteLLM would make on its own turned off
-            lenv.update(LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY="true", LITELLM_LOCAL_MODEL_COST_MAP="True",
-                        LITELLM_OFFLINE_MODE="true", LITELLM_DISABLE_LATEST_RELEASE_CHECK="true",
-                        LITELLM_LOCAL_BLOG_POSTS="True", LITELLM_LOG="ERROR")
+            lenv.update(
+                LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY="true",
+                LITELLM_LOCAL_MODEL_COST_MAP="True",
+                LITELLM_OFFLINE_MODE="true",
+                LITELLM_DISABLE_LATEST_RELEASE_CHECK="true",
+                LITELLM_LOCAL_BLOG_POSTS="True",
+                LITELLM_LOG="ERROR",
+            )
             for k in ("DATABASE_URL", "LITELLM_MASTER_KEY", "REDIS_HOST", "REDIS_URL"):
                 lenv.pop(k, None)
-            litellm_svc = Service("litellm", [str(litellm_venv / "bin/litellm"), "--config", str(lcfg),
-                                              "--host", LOOPBACK, "--port", str(a.litellm_port), "--num_workers", "1",
-                                              "--telemetry", "False"], a.gateway_cpu, lenv, work / "litellm.log")
+            litellm_svc = Service(
+                "litellm",
+                [
+                    str(litellm_venv / "bin/litellm"),
+                    "--config",
+                    str(lcfg),
+                    "--host",
+                    LOOPBACK,
+                    "--port",
+                    str(a.litellm_port),
+                    "--num_workers",
+                    "1",
+                    "--telemetry",
+                    "False",
+                ],
+                a.gateway_cpu,
+                lenv,
+                work / "litellm.log",
+            )
             litellm_svc.start()
             bench.services["litellm"] = litellm_svc
             targets.append(Target("litellm", a.litellm_port, "Authorization: Bearer sk-anything", litellm_svc))
 
         for t in targets:
             for variant in a.variants:
-                headers = wait_ready(t.service, t.port, bodies[variant].read_bytes(), t.auth,
-                                     variant == "stream", 180 if t.name == "litellm" else 60)
+                headers = wait_ready(
+                    t.service,
+                    t.port,
+                    bodies[variant].read_bytes(),
+                    t.auth,
+                    variant == "stream",
+                    180 if t.name == "litellm" else 60,
+                )
                 if t.name == "margin" and variant == "json" and "x-margin-cost" not in headers:
                     raise RuntimeError(f"margin answered without x-margin-cost (metering off?): {headers}")
                 if t.name == "margin" and variant == "json":
                     meta["margin_probe_headers"] = {k: v for k, v in headers.items() if k.startswith("x-margin")}
             log(f"{t.name} answers on port {t.port}")
 
-        meta.update(type="meta", date_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-                    margin_source=source_at_start,
-                    machine=machine(), versions=versions(litellm_venv if use_litellm else None),
-                    targets=[t.name for t in targets], litellm_variant="no master key, no database, 1 worker"
-                    if use_litellm else "not run", conns=a.conns, duration_s=a.duration, warmup_s=a.warmup,
-                    reps=a.reps, variants=a.variants, pinning={"gateways": a.gateway_cpu, "mock+wrk": a.driver_cpu},
-                    request_words=request_body.WORDS, request_bytes={v: len(b.read_bytes()) for v, b in bodies.items()},
-                    max_other_cpu_pct=a.max_other_cpu, quick=a.quick)
+        meta.update(
+            type="meta",
+            date_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+            margin_source=source_at_start,
+            machine=machine(),
+            versions=versions(litellm_venv if use_litellm else None),
+            targets=[t.name for t in targets],
+            litellm_variant="no master key, no database, 1 worker" if use_litellm else "not run",
+            conns=a.conns,
+            duration_s=a.duration,
+            warmup_s=a.warmup,
+            reps=a.reps,
+            variants=a.variants,
+            pinning={"gateways": a.gateway_cpu, "mock+wrk": a.driver_cpu},
+            request_words=request_body.WORDS,
+            request_bytes={v: len(b.read_bytes()) for v, b in bodies.items()},
+            max_other_cpu_pct=a.max_other_cpu,
+            quick=a.quick,
+        )
         if a.wait_quiet > 0:
             meta["other_cpu_pct_at_start"] = round(bench.wait_quiet(a.wait_quiet), 1)
         with out.open("w") as f:
@@ -603,21 +715,35 @@ def main() -> int:
                         run = bench.measured_run(t, variant, conns, rep, bodies[variant])
                         with out.open("a") as f:
                             f.write(json.dumps(run) + "\n")
-                        log(f"{variant:6} c={conns:<3} rep {rep} {t.name:8} {run['rps']:>9.1f} rps  "
+                        log(
+                            f"{variant:6} c={conns:<3} rep {rep} {t.name:8} {run['rps']:>9.1f} rps  "
                             f"p50 {run['p50_ms']:.3f}  p99 {run['p99_ms']:.3f} ms  "
                             f"cpu {run['server_cpu_ms_per_req'] or 0:.3f} ms/req  other {run['other_cpu_pct']}%  "
-                            f"err {run['errors']}")
+                            f"err {run['errors']}"
+                        )
     finally:
         for svc in reversed(list(bench.services.values())):
             svc.stop()
         mock.stop()
     ledger = ledger_counts(home / "ledger.db")
-    served = sum(r["requests"] for r in map(json.loads, out.read_text().splitlines()[1:])
-                 if r.get("type") == "run" and r["target"] == "margin")
+    served = sum(
+        r["requests"]
+        for r in map(json.loads, out.read_text().splitlines()[1:])
+        if r.get("type") == "run" and r["target"] == "margin"
+    )
     with out.open("a") as f:
-        f.write(json.dumps({"type": "ledger", "margin_requests_measured": served, **ledger,
-                            "margin_source_at_end": source_fingerprint(),
-                            "elapsed_s": round(time.monotonic() - started, 1)}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "type": "ledger",
+                    "margin_requests_measured": served,
+                    **ledger,
+                    "margin_source_at_end": source_fingerprint(),
+                    "elapsed_s": round(time.monotonic() - started, 1),
+                }
+            )
+            + "\n"
+        )
     log(f"margin ledger: {ledger} (measured margin requests: {served}; warm-ups and probes add more)")
     if a.keep:
         log(f"work directory kept: {work}")

@@ -27,8 +27,15 @@ import time
 
 MODEL = "mock-gpt"
 PROMPT_TOKENS = 430  # about what the benchmark's 356-word request counts as
-COMPLETION_PIECES = ("Thanks for ", "the details. ", "A replacement ", "drill and ", "bit set ", "ship free ",
-                     "of charge.")
+COMPLETION_PIECES = (
+    "Thanks for ",
+    "the details. ",
+    "A replacement ",
+    "drill and ",
+    "bit set ",
+    "ship free ",
+    "of charge.",
+)
 COMPLETION_TOKENS = 16
 STARTED = int(time.time())
 CHAT_ID = "chatcmpl-margin-bench-mock"
@@ -39,31 +46,63 @@ def _dumps(obj: object) -> bytes:
 
 
 def _usage() -> dict:
-    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0}}
+    return {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": COMPLETION_TOKENS,
+        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
 def _response(status: bytes, ctype: bytes, body: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: " + ctype + b"\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: "
+        + ctype
+        + b"\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
 
 def _completion() -> bytes:
-    return _response(b"200 OK", b"application/json", _dumps({
-        "id": CHAT_ID, "object": "chat.completion", "created": STARTED, "model": MODEL,
-        "system_fingerprint": "fp_bench",
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": "".join(COMPLETION_PIECES), "refusal": None}}],
-        "usage": _usage(),
-    }))
+    return _response(
+        b"200 OK",
+        b"application/json",
+        _dumps(
+            {
+                "id": CHAT_ID,
+                "object": "chat.completion",
+                "created": STARTED,
+                "model": MODEL,
+                "system_fingerprint": "fp_bench",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                        "message": {"role": "assistant", "content": "".join(COMPLETION_PIECES), "refusal": None},
+                    }
+                ],
+                "usage": _usage(),
+            }
+        ),
+    )
 
 
 def _stream(with_usage: bool) -> bytes:
     def event(choices: list, usage: dict | None = None) -> bytes:
-        chunk = {"id": CHAT_ID, "object": "chat.completion.chunk", "created": STARTED, "model": MODEL,
-                 "system_fingerprint": "fp_bench", "choices": choices}
+        chunk = {
+            "id": CHAT_ID,
+            "object": "chat.completion.chunk",
+            "created": STARTED,
+            "model": MODEL,
+            "system_fingerprint": "fp_bench",
+            "choices": choices,
+        }
         if with_usage:
             chunk["usage"] = usage  # null on every chunk but the last, as OpenAI does
         return b"data: " + _dumps(chunk) + b"\n\n"
@@ -78,8 +117,10 @@ def _stream(with_usage: bool) -> bytes:
         events.append(event([], _usage()))
     events.append(b"data: [DONE]\n\n")
     body = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
-    return (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-            b"transfer-encoding: chunked\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+        b"transfer-encoding: chunked\r\n\r\n" + body
+    )
 
 
 ANSWERS = {
@@ -87,8 +128,11 @@ ANSWERS = {
     "stream": _stream(with_usage=False),
     "stream_usage": _stream(with_usage=True),
     "health": _response(b"200 OK", b"application/json", b'{"status":"ok"}'),
-    "models": _response(b"200 OK", b"application/json", _dumps(
-        {"object": "list", "data": [{"id": MODEL, "object": "model", "created": STARTED, "owned_by": "bench"}]})),
+    "models": _response(
+        b"200 OK",
+        b"application/json",
+        _dumps({"object": "list", "data": [{"id": MODEL, "object": "model", "created": STARTED, "owned_by": "bench"}]}),
+    ),
     "404": _response(b"404 Not Found", b"application/json", b'{"error":{"message":"not found"}}'),
     "400": _response(b"400 Bad Request", b"application/json", b'{"error":{"message":"invalid JSON body"}}'),
 }
@@ -181,8 +225,8 @@ class Connection(asyncio.Protocol):
         if not chunked:
             if len(buf) < start + length:
                 return None
-            body = bytes(buf[start:start + length])
-            del buf[:start + length]
+            body = bytes(buf[start : start + length])
+            del buf[: start + length]
             return method, target, body, close
         parts, pos = [], start
         while True:  # chunked request body (httpx/aiohttp may send one)
@@ -194,11 +238,11 @@ class Connection(asyncio.Protocol):
                 trailer_end = buf.find(b"\r\n\r\n", size_end)
                 if trailer_end < 0:
                     return None
-                del buf[:trailer_end + 4]
+                del buf[: trailer_end + 4]
                 return method, target, b"".join(parts), close
             if len(buf) < size_end + 2 + size + 2:
                 return None
-            parts.append(bytes(buf[size_end + 2:size_end + 2 + size]))
+            parts.append(bytes(buf[size_end + 2 : size_end + 2 + size]))
             pos = size_end + 2 + size + 2
 
 
@@ -220,11 +264,15 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = loop.run_until_complete(
-        loop.create_server(Connection, args.host, args.port, backlog=2048, reuse_address=True))
+        loop.create_server(Connection, args.host, args.port, backlog=2048, reuse_address=True)
+    )
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, loop.stop)
-    print(f"mock upstream on http://{args.host}:{args.port}/v1 pid={os.getpid()} "
-          f"loop={type(loop).__module__}.{type(loop).__name__}", flush=True)
+    print(
+        f"mock upstream on http://{args.host}:{args.port}/v1 pid={os.getpid()} "
+        f"loop={type(loop).__module__}.{type(loop).__name__}",
+        flush=True,
+    )
     try:
         loop.run_forever()
     finally:

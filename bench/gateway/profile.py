@@ -52,12 +52,16 @@ STEPS = [
     ("reserve: budget rules + counters", r"^(reserve|key_budget_rules) \(margin/gateway/pipeline\.py"),
     ("pricing: worst case (2 x Catalog.price)", r"^RoutePricer\.worst_case \(margin/gateway/state\.py"),
     ("pricing: actual cost (Catalog.price)", r"^RoutePricer\.price \(margin/gateway/state\.py"),
-    ("ledger: encode row + enqueue + await commit (event loop)",
-     r"^SQLiteLedger\.(open_reservation|settle|write_event|_submit|_enqueue) \(margin/store/sqlite\.py"),
+    (
+        "ledger: encode row + enqueue + await commit (event loop)",
+        r"^SQLiteLedger\.(open_reservation|settle|write_event|_submit|_enqueue) \(margin/store/sqlite\.py",
+    ),
     ("ledger writer thread: SQLite transaction + commit", r"^SQLiteLedger\._writer \(margin/store/sqlite\.py"),
     ("build upstream body", r"^upstream_body \(margin/gateway/pipeline\.py"),
-    ("upstream call: httpx2 client (request, pool, response)",
-     r"^HTTPProvider\.(send|stream) \(margin/gateway/providers/http\.py"),
+    (
+        "upstream call: httpx2 client (request, pool, response)",
+        r"^HTTPProvider\.(send|stream) \(margin/gateway/providers/http\.py",
+    ),
     ("stream relay: SSE parse + re-encode", r"^(_relay|open_stream) \(margin/gateway/streaming\.py"),
     ("token counting / usage tracking in streams", r"^OpenAIStreamTracker\.\w+ \(margin/usage\.py"),
     ("usage normalize", r"^(normalize|_local_usage|_usage|from_openai_chat) \(margin/"),
@@ -126,8 +130,7 @@ def classify(frames: list[tuple[str, str]]) -> tuple[str, str]:
     step = innermost(STEP_RX)
     if step is None:
         rooted = bool(labels) and labels[0].startswith(("<module> ", "Thread._bootstrap "))
-        step = ((None if rooted else innermost(TRUNCATED_RX)) or innermost(FRAMEWORK_RX)
-                or "other (GC, unattributed)")
+        step = (None if rooted else innermost(TRUNCATED_RX)) or innermost(FRAMEWORK_RX) or "other (GC, unattributed)"
     if step.startswith("pricing: actual") and any(label.startswith("RoutePricer.worst_case ") for label in labels):
         step = "pricing: worst case (2 x Catalog.price)"
     lib = "other"
@@ -139,8 +142,10 @@ def classify(frames: list[tuple[str, str]]) -> tuple[str, str]:
     return step, lib
 
 
-IDLE_LEAVES = re.compile(r"^(_worker \(concurrent/futures/thread\.py|Condition\.wait \(|Event\.wait \(|"
-                        r"Thread\.join \(|Queue\.get \(|SimpleQueue\.get \()")
+IDLE_LEAVES = re.compile(
+    r"^(_worker \(concurrent/futures/thread\.py|Condition\.wait \(|Event\.wait \(|"
+    r"Thread\.join \(|Queue\.get \(|SimpleQueue\.get \()"
+)
 THREAD = re.compile(r"^thread \((?P<tid>\d+)\)(?::\s*(?P<name>.*))?$")
 
 
@@ -153,7 +158,7 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, int]]:
                 text = f.read()
         except OSError:
             continue
-        name = text[text.index("(") + 1:text.rindex(")")]
+        name = text[text.index("(") + 1 : text.rindex(")")]
         fields = text.rsplit(")", 1)[1].split()
         out[int(tid)] = (name, int(fields[11]) + int(fields[12]))
     return out
@@ -188,8 +193,14 @@ def analyze(raw: Path, cpu_ticks: dict[int, int], requests: int, top_n: int = 25
     for tid, stacks in per_thread.items():
         active = sum(n for _, n in stacks)
         us_total = 1e6 * cpu_ticks.get(tid, 0) / hz / requests  # this thread's CPU per request
-        threads.append({"name": f"{names[tid]} ({tid})", "us_per_req": round(us_total, 1),
-                        "active_samples": active, "idle_samples": idle[tid]})
+        threads.append(
+            {
+                "name": f"{names[tid]} ({tid})",
+                "us_per_req": round(us_total, 1),
+                "active_samples": active,
+                "idle_samples": idle[tid],
+            }
+        )
         if not active:
             continue
         for frames, n in stacks:
@@ -203,17 +214,29 @@ def analyze(raw: Path, cpu_ticks: dict[int, int], requests: int, top_n: int = 25
     # threads that used CPU but were never sampled active (e.g. short-lived) are reported, not attributed
     for tid, ticks in cpu_ticks.items():
         if tid not in per_thread and ticks:
-            threads.append({"name": f"unsampled thread {tid}", "us_per_req": round(1e6 * ticks / hz / requests, 1),
-                            "active_samples": 0, "idle_samples": idle[tid]})
+            threads.append(
+                {
+                    "name": f"unsampled thread {tid}",
+                    "us_per_req": round(1e6 * ticks / hz / requests, 1),
+                    "active_samples": 0,
+                    "idle_samples": idle[tid],
+                }
+            )
     total = sum(steps.values()) or 1.0
 
     def table(counter: Counter, limit: int | None = None) -> list[dict]:
-        return [{"name": k, "share_pct": round(100 * v / total, 1), "us_per_req": round(v, 1)}
-                for k, v in counter.most_common(limit)]
+        return [
+            {"name": k, "share_pct": round(100 * v / total, 1), "us_per_req": round(v, 1)}
+            for k, v in counter.most_common(limit)
+        ]
 
-    return {"threads": sorted(threads, key=lambda t: -t["us_per_req"]), "steps": table(steps),
-            "libraries": table(libs), "leaf_functions": table(leaves, top_n),
-            "attributed_us_per_req": round(total, 1)}
+    return {
+        "threads": sorted(threads, key=lambda t: -t["us_per_req"]),
+        "steps": table(steps),
+        "libraries": table(libs),
+        "leaf_functions": table(leaves, top_n),
+        "attributed_us_per_req": round(total, 1),
+    }
 
 
 def main() -> int:
@@ -222,8 +245,11 @@ def main() -> int:
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
-    p.add_argument("--nonblocking", action="store_true",
-                   help="do not pause the gateway to sample (less overhead, but some stacks come out truncated)")
+    p.add_argument(
+        "--nonblocking",
+        action="store_true",
+        help="do not pause the gateway to sample (less overhead, but some stacks come out truncated)",
+    )
     p.add_argument("--py-spy", default=os.environ.get("PY_SPY", "/tmp/margin-bench-tools/bin/py-spy"))
     p.add_argument("--svg", help="also write a flame graph there (second, shorter py-spy run)")
     p.add_argument("--raw-out", help="keep py-spy's collapsed stacks there")
@@ -245,18 +271,37 @@ def main() -> int:
     body = work / "body.json"
     body.write_text(json.dumps(request_body.body(stream=a.variant == "stream")))
     margin_bin = Path(sys.executable).parent / "margin"
-    mock = bench.Service("mock", [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(a.mock_port)],
-                         a.driver_cpu, env, work / "mock.log")
+    mock = bench.Service(
+        "mock",
+        [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(a.mock_port)],
+        a.driver_cpu,
+        env,
+        work / "mock.log",
+    )
     cfg = work / "margin.yaml"
     bench.margin_config(cfg, home, a.mock_port)
-    margin = bench.Service("margin", [str(margin_bin), "--config", str(cfg), "serve", "--port", str(a.margin_port)],
-                           a.gateway_cpu, env, work / "margin.log")
+    margin = bench.Service(
+        "margin",
+        [str(margin_bin), "--config", str(cfg), "serve", "--port", str(a.margin_port)],
+        a.gateway_cpu,
+        env,
+        work / "margin.log",
+    )
     args = argparse.Namespace(driver_cpu=a.driver_cpu, mock_port=a.mock_port)
     runner = bench.Bench(args, mock)
     try:
         mock.start()
-        key = subprocess.run([str(margin_bin), "--config", str(cfg), "keys", "create", "--team", "bench"],
-                             env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        key = (
+            subprocess.run(
+                [str(margin_bin), "--config", str(cfg), "keys", "create", "--team", "bench"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         margin.start()
         runner.services["margin"] = margin
         target = bench.Target("margin", a.margin_port, f"Authorization: Bearer {key}", margin)
@@ -271,10 +316,28 @@ def main() -> int:
         time.sleep(1.5)
         window = max(3, int(a.seconds - 3))
         t0, cpu0 = time.monotonic(), thread_cpu(margin.pid)
-        spy = subprocess.run([a.py_spy, "record", "--pid", str(margin.pid), "--format", "raw", "--rate", str(a.rate),
-                              "--threads", *(["--nonblocking"] if a.nonblocking else []), "--output", str(raw),
-                              "--duration", str(window)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=window + 60)
+        spy = subprocess.run(
+            [
+                a.py_spy,
+                "record",
+                "--pid",
+                str(margin.pid),
+                "--format",
+                "raw",
+                "--rate",
+                str(a.rate),
+                "--threads",
+                *(["--nonblocking"] if a.nonblocking else []),
+                "--output",
+                str(raw),
+                "--duration",
+                str(window),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=window + 60,
+        )
         t1, cpu1 = time.monotonic(), thread_cpu(margin.pid)
         load.join()
         if spy.returncode != 0 or not raw.exists():
@@ -283,9 +346,23 @@ def main() -> int:
             load = threading.Thread(target=lambda: runner.wrk(target, a.variant, a.conns, 10, body))
             load.start()
             time.sleep(1)
-            subprocess.run([a.py_spy, "record", "--pid", str(margin.pid), "--rate", str(a.rate),
-                            "--output", a.svg, "--duration", "7"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                [
+                    a.py_spy,
+                    "record",
+                    "--pid",
+                    str(margin.pid),
+                    "--rate",
+                    str(a.rate),
+                    "--output",
+                    a.svg,
+                    "--duration",
+                    "7",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
             load.join()
     finally:
         margin.stop()
@@ -295,19 +372,32 @@ def main() -> int:
     ticks = {tid: cpu1[tid][1] - cpu0.get(tid, ("", 0))[1] for tid in cpu1}
     cpu_ms = 1000 * sum(ticks.values()) / bench.HZ / requests
     result = analyze(raw, ticks, requests)
-    result.update(variant=a.variant, conns=a.conns, window_s=round(t1 - t0, 2), rps=run["rps"],
-                  p50_ms=run["p50_ms"], cpu_ms_per_req=round(cpu_ms, 4), wrk_run_cpu_ms_per_req=
-                  run["server_cpu_ms_per_req"], other_cpu_pct=run["other_cpu_pct"], rate_hz=a.rate)
+    result.update(
+        variant=a.variant,
+        conns=a.conns,
+        window_s=round(t1 - t0, 2),
+        rps=run["rps"],
+        p50_ms=run["p50_ms"],
+        cpu_ms_per_req=round(cpu_ms, 4),
+        wrk_run_cpu_ms_per_req=run["server_cpu_ms_per_req"],
+        other_cpu_pct=run["other_cpu_pct"],
+        rate_hz=a.rate,
+    )
     print(f"## margin gateway profile: {a.variant}, {a.conns} connections, py-spy {a.rate} Hz over {t1 - t0:.1f} s\n")
-    print(f"{run['rps']:.0f} req/s while sampled; gateway CPU {cpu_ms:.3f} ms per request in the sampled window "
-          f"({run['server_cpu_ms_per_req']:.3f} over the whole wrk run); other processes used "
-          f"{run['other_cpu_pct']}% of a core\n")
+    print(
+        f"{run['rps']:.0f} req/s while sampled; gateway CPU {cpu_ms:.3f} ms per request in the sampled window "
+        f"({run['server_cpu_ms_per_req']:.3f} over the whole wrk run); other processes used "
+        f"{run['other_cpu_pct']}% of a core\n"
+    )
     print("| thread | µs CPU per request | active / idle samples |\n|---|---|---|")
     for t in result["threads"]:
         print(f"| {t['name']} | {t['us_per_req']:.0f} | {t['active_samples']} / {t['idle_samples']} |")
     print()
-    for title, key in (("pipeline step", "steps"), ("library (innermost frame)", "libraries"),
-                       ("top leaf functions", "leaf_functions")):
+    for title, key in (
+        ("pipeline step", "steps"),
+        ("library (innermost frame)", "libraries"),
+        ("top leaf functions", "leaf_functions"),
+    ):
         print(f"| {title} | share of gateway CPU | µs CPU per request |\n|---|---|---|")
         for row in result[key]:
             print(f"| {row['name']} | {row['share_pct']:.1f}% | {row['us_per_req']:.0f} |")

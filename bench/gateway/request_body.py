@@ -1,6 +1,6 @@
 """The benchmark's chat request: a system and a user message of 356 words together, non-streaming or streaming.
 
-    python bench/gateway/request_body.py [--stream] [--model mock-gpt] > body.json
+python bench/gateway/request_body.py [--stream] [--model mock-gpt] > body.json
 """
 
 from __future__ import annotations

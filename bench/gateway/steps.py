@@ -69,8 +69,13 @@ def main() -> int:
     home.mkdir()
     os.environ["MARGIN_HOME"] = str(home)
     env = {**os.environ, "NO_PROXY": "127.0.0.1"}
-    mock = bench.Service("mock", [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(a.mock_port)],
-                         a.driver_cpu, env, work / "mock.log")
+    mock = bench.Service(
+        "mock",
+        [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(a.mock_port)],
+        a.driver_cpu,
+        env,
+        work / "mock.log",
+    )
     cfg = work / "margin.yaml"
     bench.margin_config(cfg, home, a.mock_port)
     os.sched_setaffinity(0, {a.gateway_cpu})
@@ -92,8 +97,15 @@ def main() -> int:
         lookup_is_async = inspect.iscoroutinefunction(gw.lookup_key)
 
         def plan():
-            return pl.plan_request(gw, wire="openai", endpoint="chat.completions", body=body, headers={},
-                                   principal=principal)
+            return pl.plan_request(
+                gw,
+                wire="openai",
+                endpoint="chat.completions",
+                body=body,
+                body_size=len(orjson.dumps(body)),
+                headers={},
+                principal=principal,
+            )
 
         ctx = plan()
         call = UpstreamCall(wire="openai", endpoint="chat.completions", body=pl.upstream_body(ctx, route, 256))
@@ -109,29 +121,41 @@ def main() -> int:
             reserved = await pl.reserve(gw, ctx, route)
             u = pl.normalize(ctx, usage_block)
             cost = route.pricer.price(u.to_token_usage(), gw.clock())
-            await pl.settle(gw, reserved, pl.make_event(gw, ctx, route, status="ok", usage=u, cost=cost,
-                                                        reserved=reserved, attempt=0))
+            await pl.settle(
+                gw,
+                reserved,
+                pl.make_event(gw, ctx, route, status="ok", usage=u, cost=cost, reserved=reserved, attempt=0),
+            )
 
         async def whole():
             c = plan()
             r, reserved, response, attempt = await pl.run_call(gw, c)
             u = pl.normalize(c, response.body)
             cost = r.pricer.price(u.to_token_usage(), gw.clock())
-            await pl.settle(gw, reserved, pl.make_event(gw, c, r, status="ok", usage=u, cost=cost,
-                                                        reserved=reserved, attempt=attempt))
+            await pl.settle(
+                gw,
+                reserved,
+                pl.make_event(gw, c, r, status="ok", usage=u, cost=cost, reserved=reserved, attempt=attempt),
+            )
 
         for _ in range(a.rounds):  # rounds interleave the steps, so a slow spell of the VM hits all of them
             add("orjson.loads(request body)", timed(a.n, lambda: orjson.loads(raw)))
-            add("count_prompt_tokens (356-word system + user)",
-                timed(a.n, lambda: count_prompt_tokens("chat.completions", body, route.upstream_model)))
+            add(
+                "count_prompt_tokens (356-word system + user)",
+                timed(a.n, lambda: count_prompt_tokens("chat.completions", body, route.upstream_model)),
+            )
             add("plan_request (route, tags, token count, context)", timed(a.n, plan))
-            add("RoutePricer.worst_case (2 x Catalog.price)",
-                timed(a.n, lambda: route.pricer.worst_case(prompt, 256, now)))
+            add(
+                "RoutePricer.worst_case (2 x Catalog.price)",
+                timed(a.n, lambda: route.pricer.worst_case(prompt, 256, now)),
+            )
             add("RoutePricer.price (actual cost)", timed(a.n, lambda: route.pricer.price(usage, now)))
             add("gw.lookup_key (sha256 + key cache hit)", await atimed(a.n, lookup))
             add("provider.send: httpx2 POST to the mock + JSON parse", await atimed(a.n, send))
-            add("reserve + price + make_event + settle (2 ledger commits, incl. writer thread)",
-                await atimed(a.n, reserve_settle))
+            add(
+                "reserve + price + make_event + settle (2 ledger commits, incl. writer thread)",
+                await atimed(a.n, reserve_settle),
+            )
             add("whole pipeline without HTTP server (plan .. settle)", await atimed(a.n, whole))
         await gw.aclose()
 
@@ -144,8 +168,10 @@ def main() -> int:
     finally:
         mock.stop()
         subprocess.run(["rm", "-rf", str(work)], check=False)
-    print(f"## margin pipeline steps, in-process, sequential: median of {a.rounds} rounds of {a.n} calls "
-          f"(µs of process CPU per call)\n")
+    print(
+        f"## margin pipeline steps, in-process, sequential: median of {a.rounds} rounds of {a.n} calls "
+        f"(µs of process CPU per call)\n"
+    )
     print("| step | µs CPU per call | rounds min-max |\n|---|---|---|")
     for name, values in results.items():
         print(f"| {name} | {statistics.median(values):.0f} | {min(values):.0f}-{max(values):.0f} |")

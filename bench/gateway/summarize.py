@@ -67,11 +67,22 @@ def summarize(runs: list[dict]) -> list[dict]:
         groups[(r["variant"], r["conns"], r["target"])].append(r)
     order = {"direct": 0, "margin": 1, "litellm": 2}
     rows = []
-    for (variant, conns, target), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "json", kv[0][1],
-                                                                                 order.get(kv[0][2], 9))):
+    for (variant, conns, target), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0] != "json", kv[0][1], order.get(kv[0][2], 9))
+    ):
         row = {"type": "summary", "variant": variant, "conns": conns, "target": target, "runs": len(rs)}
-        for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu_ms_per_req", "server_cpu_pct", "mock_cpu_pct",
-                  "wrk_cpu_pct", "other_cpu_pct", "steal_pct"):
+        for k in (
+            "rps",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "server_cpu_ms_per_req",
+            "server_cpu_pct",
+            "mock_cpu_pct",
+            "wrk_cpu_pct",
+            "other_cpu_pct",
+            "steal_pct",
+        ):
             row[k] = median([r.get(k) for r in rs])
         row["rps_min_max"] = [min(r["rps"] for r in rs), max(r["rps"] for r in rs)]
         row["p50_ms_min_max"] = [min(r["p50_ms"] for r in rs), max(r["p50_ms"] for r in rs)]
@@ -101,25 +112,45 @@ def targets(rows: list[dict]) -> list[dict]:
 
     m1 = by.get(("json", 1, "margin"))
     if m1 and "added_p50_ms" in m1:
-        add("added latency p50, 1 connection (non-streaming)", f"<= {TARGETS['added_p50_ms_c1']} ms",
-            f"{m1['added_p50_ms']:.3f} ms", m1["added_p50_ms"] <= TARGETS["added_p50_ms_c1"], m1["added_p50_ms"])
-        add("added latency p99, 1 connection (non-streaming)", f"<= {TARGETS['added_p99_ms_c1']} ms",
-            f"{m1['added_p99_ms']:.3f} ms", m1["added_p99_ms"] <= TARGETS["added_p99_ms_c1"], m1["added_p99_ms"])
+        add(
+            "added latency p50, 1 connection (non-streaming)",
+            f"<= {TARGETS['added_p50_ms_c1']} ms",
+            f"{m1['added_p50_ms']:.3f} ms",
+            m1["added_p50_ms"] <= TARGETS["added_p50_ms_c1"],
+            m1["added_p50_ms"],
+        )
+        add(
+            "added latency p99, 1 connection (non-streaming)",
+            f"<= {TARGETS['added_p99_ms_c1']} ms",
+            f"{m1['added_p99_ms']:.3f} ms",
+            m1["added_p99_ms"] <= TARGETS["added_p99_ms_c1"],
+            m1["added_p99_ms"],
+        )
     s1 = by.get(("stream", 1, "margin"))
     if s1 and "added_p50_ms" in s1:
-        add("added latency p50 / p99, 1 connection (streaming, to the last byte)",
+        add(
+            "added latency p50 / p99, 1 connection (streaming, to the last byte)",
             f"<= {TARGETS['added_p50_ms_c1']} / {TARGETS['added_p99_ms_c1']} ms",
             f"{s1['added_p50_ms']:.3f} / {s1['added_p99_ms']:.3f} ms",
             s1["added_p50_ms"] <= TARGETS["added_p50_ms_c1"] and s1["added_p99_ms"] <= TARGETS["added_p99_ms_c1"],
-            s1["added_p50_ms"])
+            s1["added_p50_ms"],
+        )
     for variant in ("json", "stream"):
-        cpu = [(r["conns"], r["server_cpu_ms_per_req"]) for r in rows
-               if r["variant"] == variant and r["target"] == "margin" and r["server_cpu_ms_per_req"] is not None]
+        cpu = [
+            (r["conns"], r["server_cpu_ms_per_req"])
+            for r in rows
+            if r["variant"] == variant and r["target"] == "margin" and r["server_cpu_ms_per_req"] is not None
+        ]
         if cpu:
             worst = max(v for _, v in cpu)
-            add(f"gateway CPU per request ({'non-streaming' if variant == 'json' else 'streaming'}, "
-                f"conns {'/'.join(str(c) for c, _ in cpu)})", f"<= {TARGETS['cpu_ms_per_req']} ms",
-                " / ".join(f"{v:.3f}" for _, v in cpu) + " ms", worst <= TARGETS["cpu_ms_per_req"], worst)
+            add(
+                f"gateway CPU per request ({'non-streaming' if variant == 'json' else 'streaming'}, "
+                f"conns {'/'.join(str(c) for c, _ in cpu)})",
+                f"<= {TARGETS['cpu_ms_per_req']} ms",
+                " / ".join(f"{v:.3f}" for _, v in cpu) + " ms",
+                worst <= TARGETS["cpu_ms_per_req"],
+                worst,
+            )
     for variant in ("json", "stream"):
         ratios = []
         for r in rows:
@@ -129,9 +160,14 @@ def targets(rows: list[dict]) -> list[dict]:
                     ratios.append((r["conns"], r["rps"] / lite["rps"]))
         if ratios:
             worst = min(v for _, v in ratios)
-            add(f"requests/s vs LiteLLM ({'non-streaming' if variant == 'json' else 'streaming'}, "
-                f"conns {'/'.join(str(c) for c, _ in ratios)})", f">= {TARGETS['rps_vs_litellm']:.0f}x",
-                " / ".join(f"{v:.1f}x" for _, v in ratios), worst >= TARGETS["rps_vs_litellm"], worst)
+            add(
+                f"requests/s vs LiteLLM ({'non-streaming' if variant == 'json' else 'streaming'}, "
+                f"conns {'/'.join(str(c) for c, _ in ratios)})",
+                f">= {TARGETS['rps_vs_litellm']:.0f}x",
+                " / ".join(f"{v:.1f}x" for _, v in ratios),
+                worst >= TARGETS["rps_vs_litellm"],
+                worst,
+            )
     return out
 
 
@@ -150,10 +186,13 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
             f"CPU {meta.get('pinning', {}).get('mock+wrk')}. {meta.get('reps')} x {meta.get('duration_s'):g} s per "
             f"cell, medians; request: system + user message, {meta.get('request_words')} words "
             f"({' / '.join(f'{k} {v} B' for k, v in sizes.items())}), max_tokens 256. "
-            f"Other processes' CPU before the first run: {meta.get('other_cpu_pct_at_start', '-')}% of a core.")
+            f"Other processes' CPU before the first run: {meta.get('other_cpu_pct_at_start', '-')}% of a core."
+        )
         lines.append("")
-    lines.append("| variant | conns | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
-                 "| server CPU ms/req | server CPU % of core | other CPU % per run | new upstream conns | errors |")
+    lines.append(
+        "| variant | conns | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
+        "| server CPU ms/req | server CPU % of core | other CPU % per run | new upstream conns | errors |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lines.append(
@@ -161,19 +200,42 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
             f"| {fmt(r['p99_ms'])} | {fmt(r.get('added_p50_ms'))} | {fmt(r.get('added_p99_ms'))} "
             f"| {fmt(r['server_cpu_ms_per_req'])} | {fmt(r['server_cpu_pct'], 0)} "
             f"| {', '.join(f'{v:.0f}' for v in r['other_cpu_pct_runs'])} "
-            f"| {'-' if r['target'] == 'direct' else r['upstream_connections_opened']} | {r['errors']} |")
-    pairs = [(r, next((x for x in rows if x["variant"] == r["variant"] and x["conns"] == r["conns"]
-                       and x["target"] == "litellm"), None)) for r in rows if r["target"] == "margin"]
+            f"| {'-' if r['target'] == 'direct' else r['upstream_connections_opened']} | {r['errors']} |"
+        )
+    pairs = [
+        (
+            r,
+            next(
+                (
+                    x
+                    for x in rows
+                    if x["variant"] == r["variant"] and x["conns"] == r["conns"] and x["target"] == "litellm"
+                ),
+                None,
+            ),
+        )
+        for r in rows
+        if r["target"] == "margin"
+    ]
     pairs = [(m, lite) for m, lite in pairs if lite]
     if pairs:
-        lines += ["", "| variant | conns | margin req/s | LiteLLM req/s | margin / LiteLLM | margin CPU ms/req "
-                      "| LiteLLM CPU ms/req | CPU ratio |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| variant | conns | margin req/s | LiteLLM req/s | margin / LiteLLM | margin CPU ms/req "
+            "| LiteLLM CPU ms/req | CPU ratio |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for m, lite in pairs:
-            cr = (lite["server_cpu_ms_per_req"] / m["server_cpu_ms_per_req"]
-                  if m["server_cpu_ms_per_req"] and lite["server_cpu_ms_per_req"] else None)
-            lines.append(f"| {m['variant']} | {m['conns']} | {fmt(m['rps'], 1)} | {fmt(lite['rps'], 1)} "
-                         f"| {m['rps'] / lite['rps']:.1f}x | {fmt(m['server_cpu_ms_per_req'])} "
-                         f"| {fmt(lite['server_cpu_ms_per_req'])} | {fmt(cr, 1)}x |")
+            cr = (
+                lite["server_cpu_ms_per_req"] / m["server_cpu_ms_per_req"]
+                if m["server_cpu_ms_per_req"] and lite["server_cpu_ms_per_req"]
+                else None
+            )
+            lines.append(
+                f"| {m['variant']} | {m['conns']} | {fmt(m['rps'], 1)} | {fmt(lite['rps'], 1)} "
+                f"| {m['rps'] / lite['rps']:.1f}x | {fmt(m['server_cpu_ms_per_req'])} "
+                f"| {fmt(lite['server_cpu_ms_per_req'])} | {fmt(cr, 1)}x |"
+            )
     if goals:
         lines += ["", "| target (margin) | goal | measured | met |", "|---|---|---|---|"]
         for g in goals:
@@ -183,20 +245,34 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
         restarted = any(c.get("service") == "margin" for c in (ledger or {}).get("crashes", []))
         note = "."
         if src1 and src1 != src0:
-            note = (f"; the source tree changed later (at the end: sha256 {src1['sha256']}, newest change "
-                    f"{src1['newest_mtime_utc']}). A running gateway keeps the code it loaded at start"
-                    + (", but margin was RESTARTED during this run: its results mix versions." if restarted
-                       else ", and margin was not restarted, so every margin figure is for the code above."))
-        lines += ["", f"margin source at gateway start: sha256 {src0['sha256']} over {src0['files']} files of "
-                      f"src/margin (newest change {src0['newest_mtime_utc']}){note}"]
+            note = (
+                f"; the source tree changed later (at the end: sha256 {src1['sha256']}, newest change "
+                f"{src1['newest_mtime_utc']}). A running gateway keeps the code it loaded at start"
+                + (
+                    ", but margin was RESTARTED during this run: its results mix versions."
+                    if restarted
+                    else ", and margin was not restarted, so every margin figure is for the code above."
+                )
+            )
+        lines += [
+            "",
+            f"margin source at gateway start: sha256 {src0['sha256']} over {src0['files']} files of "
+            f"src/margin (newest change {src0['newest_mtime_utc']}){note}",
+        ]
     for c in (ledger or {}).get("crashes", []):
-        lines += ["", f"CRASH: {c['service']} died (exit code {c['exit_code']}) at {c['time_utc']} during "
-                      f"{c['variant']} c={c['conns']} rep {c['rep']}; it was restarted and that run repeated."]
+        lines += [
+            "",
+            f"CRASH: {c['service']} died (exit code {c['exit_code']}) at {c['time_utc']} during "
+            f"{c['variant']} c={c['conns']} rep {c['rep']}; it was restarted and that run repeated.",
+        ]
     if ledger and "events_by_status" in ledger:
-        lines += ["", f"Ledger check: {ledger.get('events_by_status')} usage events, "
-                      f"{ledger.get('open_reservations')} open reservations; "
-                      f"{ledger.get('margin_requests_measured')} margin requests in measured runs "
-                      f"(warm-ups and readiness probes add the rest)."]
+        lines += [
+            "",
+            f"Ledger check: {ledger.get('events_by_status')} usage events, "
+            f"{ledger.get('open_reservations')} open reservations; "
+            f"{ledger.get('margin_requests_measured')} margin requests in measured runs "
+            f"(warm-ups and readiness probes add the rest).",
+        ]
     return "\n".join(lines)
 
 
@@ -212,8 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for r in rows:
         print(json.dumps(r, separators=(",", ":")))
-    print(json.dumps({"type": "targets", "date_utc": meta.get("date_utc"), "targets": goals},
-                     separators=(",", ":")))
+    print(json.dumps({"type": "targets", "date_utc": meta.get("date_utc"), "targets": goals}, separators=(",", ":")))
     sys.stdout.flush()
     return 0
 

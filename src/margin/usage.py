@@ -9,7 +9,7 @@ margin follows genai-prices: ``input_tokens`` is the whole prompt, cache reads a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +18,9 @@ from typing import Any, Literal
 from .errors import MarginError
 from .pricing.cost import TokenUsage
 from .tokens import TokenInputError, count_messages, count_text
+
+# A prompt count the caller already has, or a function that counts it only if it is needed.
+PromptTokens = int | Callable[[], int] | None
 
 __all__ = [
     "AnthropicStreamTracker",
@@ -98,6 +101,7 @@ class UsageEvent:
     fallback_from: str | None = None
     max_tokens: int | None = None
     reserved_cost: Decimal = Decimal(0)
+    reservation_id: str | None = None  # the budget reservation this event settled
 
 
 # --- usage blocks -> NormalizedUsage ------------------------------------------------------------------------
@@ -458,7 +462,7 @@ class OpenAIStreamTracker:
             self.first_content_seen = True
 
     def usage(
-        self, prompt_messages: Sequence[Mapping[str, Any]], *, prompt_tokens: int | None = None
+        self, prompt_messages: Sequence[Mapping[str, Any]], *, prompt_tokens: PromptTokens = None
     ) -> NormalizedUsage:
         """The upstream usage when the stream carried one (source ``upstream``), else a local count (source
         ``local_count``): ``count_messages(prompt_messages)`` (or ``prompt_tokens`` when the caller already
@@ -470,11 +474,10 @@ class OpenAIStreamTracker:
                 return from_openai_chat(self._usage_block)
             except UsageBlockError as exc:
                 self.usage_error = exc.message
-        if prompt_tokens is None:
-            prompt_tokens = count_messages(prompt_messages, self.model).tokens
+        prompt = _resolve_prompt(prompt_tokens, lambda: count_messages(prompt_messages, self.model).tokens)
         output, reasoning = self._generated.counts(self.model)
         return NormalizedUsage(
-            input_tokens=prompt_tokens, output_tokens=output, reasoning_tokens=reasoning, source="local_count"
+            input_tokens=prompt, output_tokens=output, reasoning_tokens=reasoning, source="local_count"
         )
 
 
@@ -583,7 +586,7 @@ class AnthropicStreamTracker:
         prompt_messages: Sequence[Mapping[str, Any]],
         system: object = None,
         *,
-        prompt_tokens: int | None = None,
+        prompt_tokens: PromptTokens = None,
     ) -> NormalizedUsage:
         """What the stream consumed.
 
@@ -595,7 +598,10 @@ class AnthropicStreamTracker:
 
         Thinking is counted from the streamed thinking text, which undercounts when the API streams a summary.
         """
-        output, reasoning = self._generated.counts(self.model)
+        if self.saw_usage and self.saw_final_usage:
+            output = reasoning = 0  # not needed: the upstream reported everything (counted below if malformed)
+        else:
+            output, reasoning = self._generated.counts(self.model)
         if self.saw_usage:
             block: dict[str, Any] = dict(self._prompt)
             block["output_tokens"] = self._final_output if self.saw_final_usage else 0
@@ -615,11 +621,20 @@ class AnthropicStreamTracker:
                     reasoning_tokens=reasoning,
                     source="local_count",
                 )
-        if prompt_tokens is None:
-            prompt_tokens = count_messages(_anthropic_messages(system, prompt_messages), self.model).tokens
-        return NormalizedUsage(
-            input_tokens=prompt_tokens, output_tokens=output, reasoning_tokens=reasoning, source="local_count"
+        if self.saw_final_usage:  # a malformed final block: count what was generated after all
+            output, reasoning = self._generated.counts(self.model)
+        prompt = _resolve_prompt(
+            prompt_tokens, lambda: count_messages(_anthropic_messages(system, prompt_messages), self.model).tokens
         )
+        return NormalizedUsage(
+            input_tokens=prompt, output_tokens=output, reasoning_tokens=reasoning, source="local_count"
+        )
+
+
+def _resolve_prompt(given: PromptTokens, count: Callable[[], int]) -> int:
+    if given is None:
+        return count()
+    return given() if callable(given) else given
 
 
 def _merged(old: Any, new: Any) -> Any:

@@ -40,6 +40,13 @@ class RunningGateway:
             check=check,
         )
 
+    def flush_ledger(self) -> None:
+        """Wait until every usage event the gateway has queued is committed (responses leave before)."""
+        response = httpx2.post(
+            self.base_url + "/v1/margin/ledger/flush", headers={"authorization": "Bearer mk-master-test"}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+
     def create_key(self, *args: str) -> str:
         return self.margin("keys", "create", *args).stdout.strip()
 

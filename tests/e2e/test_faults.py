@@ -57,6 +57,7 @@ def _clean(upstream):
 
 
 def events(gw, request_id: str) -> list[dict]:
+    gw.flush_ledger()
     with sqlite3.connect(gw.home / "ledger.db") as db:
         db.row_factory = sqlite3.Row
         return [

@@ -86,6 +86,7 @@ def test_key_budget_and_model_list(gw):
     assert 402 in statuses and statuses[0] == 200
     over = post(gw, key, ask(max_tokens=100))
     assert over.json()["error"]["code"] == "budget_exceeded"
+    gw.flush_ledger()
     with sqlite3.connect(gw.home / "ledger.db") as db:
         spent = db.execute(
             "select sum(effective_cost_nanos) from usage_events where key_id = ?", (_key_id(gw, key),)
@@ -110,6 +111,7 @@ def test_rate_limit_returns_429_with_retry_after(gw):
     assert codes[:2] == [200, 200] and codes[2] == 429
     limited = post(gw, key, ask())
     assert int(limited.headers["retry-after"]) >= 1
+    gw.flush_ledger()
     with sqlite3.connect(gw.home / "ledger.db") as db:
         reasons = {r for (r,) in db.execute("select error_type from usage_events where status = 'rejected'")}
     assert "rate_limit_exceeded" in reasons  # rejections are metered with their reason
@@ -129,3 +131,10 @@ def test_spend_breaker_trips_writes_an_alert_and_resets(gw):
     reset = httpx2.post(gw.base_url + "/v1/margin/breakers/reset", headers=MASTER, json={"rule": "runaway"})
     assert reset.json()["reset"] >= 1
     assert post(gw, key, ask()).status_code == 200
+
+
+def test_a_prompt_whose_size_exceeds_the_ceiling_but_whose_tokens_do_not_is_served(gw):
+    # 9,000 bytes (above the 2,000-token ceiling as a byte bound) but about 1,800 tokens: counted, then served.
+    key = gw.create_key("--team", "t", "--project", "p")
+    response = post(gw, key, ask(content="word " * 1800))
+    assert response.status_code == 200, response.text

@@ -1,4 +1,5 @@
-"""The admin API under /v1/margin/, protected by the master key: keys, spend, budgets, breakers, alerts.
+"""The admin API under /v1/margin/, protected by the master key: keys, spend, budgets, breakers, alerts,
+ledger flush.
 A virtual key gets 403 here: keys cannot read other keys' spend or manage keys."""
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def admin_routes(gw: Gateway) -> list[Route]:
         since = datetime.fromisoformat(since_text) if since_text else None
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
+        await gw.ledger.flush()  # read your writes: events of answered requests may still be queued
         rows = await asyncio.to_thread(gw.ledger.spend, since, None, by)
         return _json({"by": by, "since": since, "rows": [asdict(r) for r in rows]})
 
@@ -144,6 +146,10 @@ def admin_routes(gw: Gateway) -> list[Route]:
         )
         return _json({"reset": count})
 
+    async def flush_ledger(request: Request) -> Response:
+        await gw.ledger.flush()
+        return _json({"flushed": True, "committed_items": gw.ledger.committed_items})
+
     async def alerts(request: Request) -> Response:
         found = await asyncio.to_thread(gw.ledger.alerts, limit=200)
         return _json({"alerts": [asdict(a) for a in found]})
@@ -156,4 +162,5 @@ def admin_routes(gw: Gateway) -> list[Route]:
         Route("/v1/margin/budgets", _admin(gw, budgets), methods=["GET"]),
         Route("/v1/margin/breakers/reset", _admin(gw, reset_breakers), methods=["POST"]),
         Route("/v1/margin/alerts", _admin(gw, alerts), methods=["GET"]),
+        Route("/v1/margin/ledger/flush", _admin(gw, flush_ledger), methods=["POST"]),
     ]

@@ -72,7 +72,8 @@ def _upstream_error(error: UpstreamError) -> GatewayError:
     )
 
 
-async def _read_json(request: Request, gw: Gateway) -> dict[str, Any]:
+async def _read_json(request: Request, gw: Gateway) -> tuple[dict[str, Any], int]:
+    """The body as a JSON object, and its size in bytes (which bounds the prompt's token count)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > gw.config.max_body_bytes:
         raise GatewayError(
@@ -105,7 +106,7 @@ async def _read_json(request: Request, gw: Gateway) -> dict[str, Any]:
             error_type="invalid_request_error",
             code="invalid_json",
         )
-    return body
+    return body, len(raw)
 
 
 def _local_usage(ctx: CallContext, body: Mapping[str, Any], model: str) -> NormalizedUsage:
@@ -159,9 +160,15 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint):
         body: dict[str, Any] = {}
         try:
             principal = await authenticate(gw, request.headers)
-            body = await _read_json(request, gw)
+            body, body_size = await _read_json(request, gw)
             ctx = plan_request(
-                gw, wire=wire, endpoint=endpoint, body=body, headers=request.headers, principal=principal
+                gw,
+                wire=wire,
+                endpoint=endpoint,
+                body=body,
+                body_size=body_size,
+                headers=request.headers,
+                principal=principal,
             )
             if ctx.stream:
                 headers, chunks = await open_stream(gw, ctx)

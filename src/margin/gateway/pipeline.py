@@ -3,9 +3,11 @@
 :class:`Gateway`; none reads module-level state.
 
 Money path rule: a request reaches an upstream only after its worst-case cost is reserved on every budget
-that applies AND that reservation is durable in the ledger; its response (or the last event of its
-stream) reaches the client only after the settled usage event is durable. A ledger failure refuses the
-request (fail closed) instead of serving it unmetered.
+that applies AND that reservation is durable (the ledger's reservation journal, see store/journal.py); its
+response (or the last event of its stream) reaches the client once the settled usage event is queued for
+the ledger, and the reservation stays open until that event is committed, so a crash in between charges
+the request at its worst case (``gateway.wait_for_ledger_commit: true`` makes responses wait for the
+commit). A ledger failure refuses the request (fail closed) instead of serving it unmetered.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..policy.limits import scope_value
 from ..pricing import Cost
 from ..store.base import Reservation as StoredReservation
 from ..store.base import VirtualKey
+from ..tokens import token_upper_bound
 from ..usage import (
     NormalizedUsage,
     UsageBlockError,
@@ -63,6 +66,9 @@ log = logging.getLogger("margin.gateway")
 
 # The smallest max_tokens worth sending: below this a budget is treated as exhausted.
 MIN_USEFUL_OUTPUT_TOKENS = 16
+# A request whose worst case, priced on the prompt's size bound, would take more than this share of a
+# budget's remaining room gets its prompt tokenized so that it reserves no more than it must.
+EXACT_COUNT_SHARE = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -176,13 +182,27 @@ class CallContext:
     tags: dict[str, str]
     task_id: str | None
     route: ModelRoute
-    prompt_tokens: int
+    prompt_bound: int  # an upper bound of the prompt count, from the body's size (no tokenizing)
     requested_max_tokens: int | None
     started_at: datetime
     started_monotonic: float
     passthrough_headers: dict[str, str] = field(default_factory=dict)
     include_usage_requested: bool = False
     attempts: int = 0
+    prompt_count: int | None = None  # the local count, once something needed it
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The local prompt count, tokenized on first use: only when the bound is not good enough (input
+        ceiling, token rate limits, a budget near its cap) or when the upstream reports no usage."""
+        if self.prompt_count is None:
+            self.prompt_count = _count_prompt(self.endpoint, self.body, self.route.upstream_model)
+        return self.prompt_count
+
+    @property
+    def prompt_estimate(self) -> int:
+        """The count if known, else the bound: what the worst case is priced on."""
+        return self.prompt_bound if self.prompt_count is None else self.prompt_count
 
 
 def resolve_route(gw: Gateway, model: Any, principal: Principal) -> ModelRoute:
@@ -233,20 +253,9 @@ def _requested_max_tokens(wire: Wire, endpoint: Endpoint, body: Mapping[str, Any
     return None
 
 
-def plan_request(
-    gw: Gateway,
-    *,
-    wire: Wire,
-    endpoint: Endpoint,
-    body: dict[str, Any],
-    headers: Mapping[str, str],
-    principal: Principal,
-) -> CallContext:
-    route = resolve_route(gw, body.get("model"), principal)
-    tags = request_tags(gw, principal, headers, body)
-    stream = bool(body.get("stream")) and endpoint != "embeddings"
+def _count_prompt(endpoint: Endpoint, body: Mapping[str, Any], model: str) -> int:
     try:
-        prompt_tokens = count_prompt_tokens(endpoint, body, route.upstream_model)
+        return count_prompt_tokens(endpoint, body, model)
     except MarginError as exc:
         raise GatewayError(
             f"cannot read the request's messages: {exc.message}",
@@ -254,19 +263,46 @@ def plan_request(
             error_type="invalid_request_error",
             code="invalid_messages",
         ) from None
-    if prompt_tokens > gw.config.max_input_tokens:
-        raise GatewayError(
-            f"the prompt has about {prompt_tokens:,} tokens, above this gateway's limit of "
-            f"{gw.config.max_input_tokens:,} (gateway.max_input_tokens); shorten the conversation",
-            status=413,
+
+
+def _check_prompt_shape(endpoint: Endpoint, body: Mapping[str, Any], model: str) -> None:
+    """Refuse a malformed prompt up front without tokenizing it: the shape checks are cheap, and the token
+    counter, run only when they fail, says precisely what is wrong."""
+    if endpoint == "embeddings":
+        ok = "input" in body
+    else:
+        messages = body.get("messages")
+        ok = isinstance(messages, list) and all(isinstance(message, dict) for message in messages)
+    if not ok:
+        _count_prompt(endpoint, body, model)  # raises the precise 400
+        raise GatewayError(  # pragma: no cover - the counter refuses every shape refused above
+            "cannot read the request's messages",
+            status=400,
             error_type="invalid_request_error",
-            code="input_too_large",
+            code="invalid_messages",
         )
-    admit(gw, principal.key_id, tags, prompt_tokens)
+
+
+def plan_request(
+    gw: Gateway,
+    *,
+    wire: Wire,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    body_size: int,
+    headers: Mapping[str, str],
+    principal: Principal,
+) -> CallContext:
+    """Everything decided before any budget is touched. ``body_size`` is the request body's length in bytes:
+    it bounds the prompt's token count from above without tokenizing (see :func:`token_upper_bound`)."""
+    route = resolve_route(gw, body.get("model"), principal)
+    tags = request_tags(gw, principal, headers, body)
+    stream = bool(body.get("stream")) and endpoint != "embeddings"
+    _check_prompt_shape(endpoint, body, route.upstream_model)
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, Mapping) and bool(stream_options.get("include_usage"))
     passthrough = {k: v for k, v in headers.items() if k in ("anthropic-beta", "x-mock-fault")}
-    return CallContext(
+    ctx = CallContext(
         request_id=uuid.uuid4().hex,
         wire=wire,
         endpoint=endpoint,
@@ -276,13 +312,24 @@ def plan_request(
         tags=tags,
         task_id=headers.get("x-margin-task-id") or None,
         route=route,
-        prompt_tokens=prompt_tokens,
+        prompt_bound=token_upper_bound(body_size, route.upstream_model),
         requested_max_tokens=_requested_max_tokens(wire, endpoint, body),
         started_at=gw.clock(),
         started_monotonic=time.monotonic(),
         passthrough_headers=passthrough,
         include_usage_requested=include_usage,
     )
+    # The bound decides alone when it is below the ceiling; otherwise the count does.
+    if ctx.prompt_bound > gw.config.max_input_tokens and ctx.prompt_tokens > gw.config.max_input_tokens:
+        raise GatewayError(
+            f"the prompt has about {ctx.prompt_tokens:,} tokens, above this gateway's limit of "
+            f"{gw.config.max_input_tokens:,} (gateway.max_input_tokens); shorten the conversation",
+            status=413,
+            error_type="invalid_request_error",
+            code="input_too_large",
+        )
+    admit(gw, ctx)
+    return ctx
 
 
 @dataclass
@@ -303,13 +350,21 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
     scope = RequestScope(key_id=ctx.principal.key_id, tags=ctx.tags, model=route.upstream_model)
     applied = applicable_budgets(rules, scope, now)
     margin = gw.config.reserve_margin_exact if route.exact_prompt_count else gw.config.reserve_margin_estimate
-    prompt = int((Decimal(ctx.prompt_tokens) * margin).to_integral_value(rounding="ROUND_CEILING"))
     max_tokens: int | None = None
     if ctx.endpoint != "embeddings":
         cap = min(gw.config.max_tokens_cap, route.max_tokens_cap or gw.config.max_tokens_cap)
         max_tokens = min(ctx.requested_max_tokens or gw.config.default_max_tokens, cap)
-    worst, input_cost, per_token = route.pricer.worst_case(prompt, max_tokens or 0, now)
+
+    def worst_case(prompt_tokens: int) -> tuple[Decimal, Decimal, Decimal]:
+        prompt = int((Decimal(prompt_tokens) * margin).to_integral_value(rounding="ROUND_CEILING"))
+        return route.pricer.worst_case(prompt, max_tokens or 0, now)
+
+    # Priced on the body-size bound first (no tokenizing); counted exactly only when that over-reservation
+    # could matter: when the bound's worst case would take more than EXACT_COUNT_SHARE of a budget's room.
+    worst, input_cost, per_token = worst_case(ctx.prompt_estimate)
     headroom = gw.counters.headroom(applied)
+    if ctx.prompt_count is None and headroom is not None and worst > headroom * EXACT_COUNT_SHARE:
+        worst, input_cost, per_token = worst_case(ctx.prompt_tokens)
     if headroom is not None and worst > headroom and max_tokens is not None:
         affordable = max_affordable_output_tokens(headroom, input_cost, per_token)
         if affordable < min(MIN_USEFUL_OUTPUT_TOKENS, max_tokens):
@@ -443,6 +498,7 @@ def make_event(
         fallback_from=ctx.body.get("model") if route.name != ctx.body.get("model") else None,
         max_tokens=reserved.max_tokens if reserved else None,
         reserved_cost=reserved.amount if reserved else ZERO,
+        reservation_id=reserved.reservation_id if reserved else None,
     )
 
 
@@ -459,7 +515,7 @@ async def settle(gw: Gateway, reserved: Reserved, event: UsageEvent) -> None:
             reserved.amount,
         )
     gw.counters.settle(reserved.counters_reservation, event.effective_cost)
-    await gw.ledger.settle(event, reserved.reservation_id)
+    await gw.ledger.settle(event, reserved.reservation_id, wait=gw.config.wait_for_ledger_commit)
     await after_spend(gw, event)
 
 
@@ -484,8 +540,9 @@ def _breakers(gw: Gateway, key_id: str | None, tags: Mapping[str, str]) -> list[
     return found
 
 
-def admit(gw: Gateway, key_id: str | None, tags: Mapping[str, str], prompt_tokens: int) -> None:
+def admit(gw: Gateway, ctx: CallContext) -> None:
     """Spend breakers, then rate limits (requests, and prompt tokens now; output tokens after the call)."""
+    key_id, tags = ctx.principal.key_id, ctx.tags
     now = time.monotonic()
     for rule, value in _breakers(gw, key_id, tags):
         decision = gw.breaker.check(rule.name, value, now)
@@ -501,7 +558,8 @@ def admit(gw: Gateway, key_id: str | None, tags: Mapping[str, str], prompt_token
             )
     checks = _rate_checks(gw, key_id, tags)
     if checks:
-        wait = gw.rate_limiter.admit(checks, prompt_tokens, now)
+        tokens = ctx.prompt_tokens if any(check[3] is not None for check in checks) else 0
+        wait = gw.rate_limiter.admit(checks, tokens, now)
         if wait > 0:
             raise GatewayError(
                 f"rate limit exceeded; retry in {wait:.1f} s",

@@ -164,11 +164,11 @@ def _usage_only_chunk(data: dict[str, Any] | None) -> bool:
 
 
 def _usage(ctx: CallContext, tracker: OpenAIStreamTracker | AnthropicStreamTracker) -> NormalizedUsage:
-    # The prompt as counted for the reservation (tools included), used only when the upstream sent no usage.
+    # The prompt as the gateway counts it (tools included), counted only if the upstream sent no usage.
     messages = ctx.body.get("messages") or []
     if isinstance(tracker, OpenAIStreamTracker):
-        return tracker.usage(messages, prompt_tokens=ctx.prompt_tokens)
-    return tracker.usage(messages, system=ctx.body.get("system"), prompt_tokens=ctx.prompt_tokens)
+        return tracker.usage(messages, prompt_tokens=lambda: ctx.prompt_tokens)
+    return tracker.usage(messages, system=ctx.body.get("system"), prompt_tokens=lambda: ctx.prompt_tokens)
 
 
 def _error_event(ctx: CallContext, error: UpstreamError) -> bytes:

@@ -125,6 +125,14 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX alerts_created_at ON alerts(created_at);
         """,
     ),
+    (
+        # The reservation an event settled: start-up recovery of the reservation journal (store/journal.py)
+        # matches journaled reservations against it (no index: recovery scans events by finished_at).
+        "m005_usage_events_reservation_id",
+        """
+        ALTER TABLE usage_events ADD COLUMN reservation_id TEXT;
+        """,
+    ),
 ]
 
 _MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

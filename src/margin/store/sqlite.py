@@ -36,6 +36,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -53,6 +54,7 @@ from ..config import MarginConfig, margin_home
 from ..keys import hash_key
 from ..usage import UsageEvent
 from .base import GROUP_BY_CHOICES, Alert, LedgerError, Reservation, SpendRow, SyncMode, VirtualKey
+from .journal import ReservationJournal, recover_journals
 from .migrations import MIGRATIONS, Migration, apply_migrations
 
 __all__ = ["NANOS_PER_USD", "SQLiteLedger", "default_ledger_path", "from_nanos", "to_nanos"]
@@ -77,7 +79,7 @@ _EVENT_COLUMNS = tuple(
     provider key_id tags task_id input_tokens cache_read_tokens cache_write_tokens output_tokens
     reasoning_tokens usage_source list_cost list_cost_nanos effective_cost effective_cost_nanos
     price_source latency_ms ttft_ms error_type error_message retries stream route cache fallback_from
-    max_tokens reserved_cost reserved_cost_nanos
+    max_tokens reserved_cost reserved_cost_nanos reservation_id
     """.split()
 )
 _INSERT_EVENT = (
@@ -209,6 +211,7 @@ def _event_row(event: UsageEvent) -> tuple[Any, ...]:
         event.max_tokens,
         reserved_cost,
         reserved_nanos,
+        event.reservation_id,
     )
 
 
@@ -316,7 +319,8 @@ _Op = Callable[[sqlite3.Connection], Any]
 class _Item:
     op: _Op
     loop: asyncio.AbstractEventLoop | None  # None: a synchronous caller waiting on a concurrent future
-    future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any] | None  # None: nobody waits (background)
+    after_commit: Callable[[], None] | None = None  # run on the writer thread once the item is committed
 
 
 class _Slots:
@@ -451,6 +455,7 @@ class SQLiteLedger:
         busy_timeout_ms: int = 5_000,
         migrations: Sequence[Migration] = MIGRATIONS,
         on_batch: Callable[[sqlite3.Connection, int], None] | None = None,
+        reservation_journal: bool = False,
     ) -> None:
         if str(path) == ":memory:" or str(path).startswith("file:"):
             raise ValueError("the ledger needs a file path (readers and the writer use separate connections)")
@@ -487,6 +492,11 @@ class SQLiteLedger:
             if str(journal).lower() != "wal":
                 raise LedgerError(f"cannot put {self.path} in WAL mode (journal_mode is {journal})")
             apply_migrations(self._conn, migrations)
+            # Only with synchronous=NORMAL: the journal's durability class (see store/journal.py) is NORMAL's.
+            self._journal: ReservationJournal | None = None
+            if reservation_journal and synchronous == "NORMAL":
+                self._recover_journals()
+                self._journal = ReservationJournal(self.path)
         except BaseException as exc:
             self._conn.close()
             if isinstance(exc, sqlite3.Error):
@@ -495,6 +505,41 @@ class SQLiteLedger:
         self._thread = threading.Thread(target=self._writer, name=f"margin-ledger-writer:{self.path.name}")
         self._thread.daemon = True
         self._thread.start()
+
+    def _recover_journals(self) -> None:
+        """Journaled reservations of gateway processes that are gone become open reservations in the ledger
+        (unless their event was committed), before this process writes anything. Idempotent: a crash midway
+        recovers the same files again, and INSERT OR IGNORE plus the event check keep each charge single."""
+        found, paths, fds = recover_journals(self.path)
+        try:
+            if found:
+                since = _ts(min(r.created_at for r in found), "created_at")
+                settled = {
+                    rid
+                    for (rid,) in self._conn.execute(
+                        "SELECT reservation_id FROM usage_events WHERE finished_at >= ? AND reservation_id IS NOT NULL",
+                        (since,),
+                    )
+                }
+                missing = [r for r in found if r.reservation_id not in settled]
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    _INSERT_RESERVATION.replace("INSERT", "INSERT OR IGNORE", 1),
+                    [_reservation_row(r) for r in missing],
+                )
+                self._conn.execute("COMMIT")
+                if missing:
+                    _log.warning(
+                        "ledger %s: %d journaled reservation(s) of a stopped gateway were never settled; they "
+                        "are charged at their worst case",
+                        self.path,
+                        len(missing),
+                    )
+            for path in paths:
+                path.unlink(missing_ok=True)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     # -- connections ------------------------------------------------------------------------------------------
 
@@ -581,6 +626,19 @@ class SQLiteLedger:
             self._slots.release(1)
             raise
         return await future
+
+    async def _submit_background(self, op: _Op, after_commit: Callable[[], None] | None) -> None:
+        """Queue ``op`` without waiting for its commit (only for a free slot: the backpressure stays). A failure
+        is not returned to anyone: it puts the ledger in its failed state, logged at ERROR, and every later
+        write raises; ``after_commit`` runs only if the commit succeeded."""
+        self._check_usable()
+        await self._slots.acquire()
+        try:
+            self._check_usable()
+            self._enqueue(_Item(op, None, None, after_commit))
+        except BaseException:
+            self._slots.release(1)
+            raise
 
     def _submit_sync(self, op: _Op) -> Any:
         self._check_usable()
@@ -687,6 +745,13 @@ class SQLiteLedger:
         for index, item in enumerate(batch):
             error = self._failed_error() if results is None else None
             result = None if results is None else results[index]
+            if item.future is None:
+                if error is None and item.after_commit is not None:
+                    try:
+                        item.after_commit()
+                    except Exception:  # bookkeeping only: the write itself is committed
+                        _log.exception("ledger %s: after-commit hook failed", self.path)
+                continue
             if item.loop is None:
                 future = item.future
                 assert isinstance(future, concurrent.futures.Future)
@@ -708,20 +773,46 @@ class SQLiteLedger:
         await self._submit(_execute(_INSERT_EVENT, row))
 
     async def open_reservation(self, reservation: Reservation) -> None:
-        """Record an open reservation (write-ahead, before the upstream call); returns once committed."""
+        """Record an open reservation (write-ahead, before the upstream call); returns once it would survive
+        a crash of the process: appended to the reservation journal when the ledger has one (see
+        store/journal.py), else committed as a row."""
+        if self._journal is not None:
+            self._check_usable()
+            self._journal.append(reservation)
+            return
         row = _reservation_row(reservation)
         await self._submit(_execute(_INSERT_RESERVATION, row))
 
-    async def settle(self, event: UsageEvent, reservation_id: str) -> bool:
-        """Write ``event`` and delete reservation ``reservation_id`` in the same transaction; returns once
-        committed, True if the reservation was still open (False: already settled or reconciled)."""
+    async def settle(self, event: UsageEvent, reservation_id: str, *, wait: bool = True) -> bool | None:
+        """Write ``event`` (stamped with ``reservation_id``) and delete reservation ``reservation_id`` in the
+        same transaction. With ``wait`` (the default) returns once committed: True if the reservation was
+        still open (False: already settled or reconciled).
+
+        ``wait=False`` returns once the write is queued (None). The reservation stays open, in the journal
+        or as a row, until the event is committed, so a crash before the commit charges the request at its
+        reserved worst case: nothing is lost, at worst overcharged. A failed commit is loud (the ledger's
+        failed state); the reservation then stays open for the next start-up to charge."""
         row = _event_row(event)
+        if event.reservation_id != reservation_id:
+            row = (*row[:-1], reservation_id)
 
         def op(conn: sqlite3.Connection) -> bool:
             conn.execute(_INSERT_EVENT, row)
             return conn.execute("DELETE FROM reservations WHERE reservation_id = ?", (reservation_id,)).rowcount > 0
 
-        return bool(await self._submit(op))
+        journal = self._journal
+        if not wait:
+            await self._submit_background(op, (lambda: journal.settled(reservation_id)) if journal else None)
+            return None
+        deleted = bool(await self._submit(op))
+        if journal is not None:
+            return journal.settled(reservation_id) or deleted
+        return deleted
+
+    async def flush(self) -> None:
+        """Return once every write queued before this call is committed (the queue is first in, first out
+        and batches commit in order), e.g. before reading the ledger right after traffic."""
+        await self._submit(lambda conn: None)
 
     async def write_alert(
         self,
@@ -891,9 +982,14 @@ class SQLiteLedger:
         return from_nanos(int(total))
 
     def open_reservations(self) -> list[Reservation]:
+        """Open reservations: the ledger's rows, and this process's journaled ones."""
         with self._reader() as conn:
             rows = conn.execute(f"{_SELECT_RESERVATION} ORDER BY created_at, reservation_id").fetchall()
-        return [_reservation_from_row(row) for row in rows]
+        found = [_reservation_from_row(row) for row in rows]
+        if self._journal is not None:
+            found += self._journal.open_reservations()
+            found.sort(key=lambda r: (r.created_at, r.reservation_id))
+        return found
 
     def events(self, request_id: str | None = None, limit: int = 1000) -> list[UsageEvent]:
         """Usage events, every field as written. With ``request_id``: that request's attempts in order;
@@ -970,6 +1066,7 @@ class SQLiteLedger:
                     list_cost=res.amount,
                     effective_cost=res.amount,
                     reserved_cost=res.amount,
+                    reservation_id=res.reservation_id,
                     price_source="reservation",
                     error_type="gateway_crash",
                     error_message=(
@@ -1002,6 +1099,8 @@ class SQLiteLedger:
                 self._queue.put_nowait(_STOP)
         if threading.current_thread() is not self._thread:
             self._thread.join()
+        if self._journal is not None:
+            self._journal.close()
         with self._read_lock:
             pool, self._read_pool = self._read_pool, []
         for conn in pool:

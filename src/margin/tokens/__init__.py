@@ -1,7 +1,8 @@
 """Offline token counting (exact for OpenAI encodings, labelled estimates elsewhere) and word ratios.
 
 Public API: :func:`count_text`, :func:`count_messages` -> :class:`TokenCount`; :func:`encoding_for_model`;
-:func:`get_encoding` (a verified, offline ``tiktoken.Encoding``); :func:`words_to_tokens`. See docs/tokens.md.
+:func:`token_upper_bound` (a bound without tokenizing); :func:`get_encoding` (a verified, offline
+``tiktoken.Encoding``); :func:`words_to_tokens`. See docs/tokens.md.
 """
 
 from ._count import (
@@ -12,6 +13,7 @@ from ._count import (
     count_text,
     encoding_for_model,
     model_family,
+    token_upper_bound,
 )
 from ._ratio import DEFAULT_WORDS_PER_TOKEN, words_to_tokens
 from ._vocab import get_encoding
@@ -26,5 +28,6 @@ __all__ = [
     "encoding_for_model",
     "get_encoding",
     "model_family",
+    "token_upper_bound",
     "words_to_tokens",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "count_text",
     "encoding_for_model",
     "model_family",
+    "token_upper_bound",
 ]
 
 ESTIMATE_BASE = "o200k_base"
@@ -263,6 +264,22 @@ def _estimate_label(plan: _Plan, model: str) -> str:
 def _scaled(count: int, plan: _Plan) -> int:
     assert plan.factor is not None
     return math.ceil(Decimal(count) * plan.factor)
+
+
+def token_upper_bound(byte_length: int, model: str, *, family_factors: Mapping[str, Decimal] | None = None) -> int:
+    """A cheap upper bound of what :func:`count_text` / :func:`count_messages` return for an input whose UTF-8
+    (or JSON) text is ``byte_length`` bytes long, without tokenizing it.
+
+    Every token of the byte-level BPE encodings (``o200k_base``, ``cl100k_base``) covers at least one byte, so
+    a text never has more tokens than bytes; a chat request's JSON also carries more syntax bytes per message
+    (braces, quotes, key names) than the chat format's overhead tokens. Estimates scale the bound by the same
+    family factor as the count. The gateway reserves budgets against this bound and tokenizes only when the
+    bound would matter (see docs/gateway.md, "Pricing a request before the call").
+    """
+    if byte_length < 0:
+        raise TokenInputError(f"byte_length must be >= 0, got {byte_length}.")
+    plan = _plan(model, family_factors)
+    return byte_length if plan.exact else _scaled(byte_length, plan)
 
 
 def count_text(text: str, model: str, *, family_factors: Mapping[str, Decimal] | None = None) -> TokenCount:
