@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import MarginError
+from ..ids import new_id
 from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
 from .admin import admin_routes
@@ -138,8 +138,8 @@ async def _record_rejection(
     model = body.get("model") if isinstance(body.get("model"), str) else ""
     await gw.ledger.write_event(
         UsageEvent(
-            event_id=uuid.uuid4().hex,
-            request_id=uuid.uuid4().hex,
+            event_id=new_id(),
+            request_id=new_id(),
             attempt=0,
             started_at=now,
             finished_at=now,

@@ -183,6 +183,9 @@ class GatewayConfig(_Strict):
     # SQLite's PRAGMA synchronous for the ledger: NORMAL survives a killed process, FULL also a power loss
     # (one fsync per group commit; reservations are then committed rows instead of journal lines).
     ledger_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # How long the ledger's writer lingers before committing events nobody waits for, so one commit carries
+    # several requests' events even at low concurrency (they become visible to readers that much later).
+    ledger_commit_delay_ms: float = Field(default=5.0, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

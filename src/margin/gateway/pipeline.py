@@ -16,7 +16,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +23,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..errors import MarginError
+from ..ids import new_id
 from ..money import ZERO
 from ..policy.budgets import (
     AppliedBudget,
@@ -303,7 +303,7 @@ def plan_request(
     include_usage = isinstance(stream_options, Mapping) and bool(stream_options.get("include_usage"))
     passthrough = {k: v for k, v in headers.items() if k in ("anthropic-beta", "x-mock-fault")}
     ctx = CallContext(
-        request_id=uuid.uuid4().hex,
+        request_id=new_id(),
         wire=wire,
         endpoint=endpoint,
         body=body,
@@ -371,7 +371,7 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
             raise _budget_error(gw, applied, worst, headroom)
         max_tokens = min(max_tokens, affordable)
         worst = input_cost + per_token * max_tokens
-    reservation_id = uuid.uuid4().hex
+    reservation_id = new_id()
     held = gw.counters.try_reserve(reservation_id, applied, worst)
     if held is None:
         raise _budget_error(gw, applied, worst, gw.counters.headroom(applied) or ZERO)
@@ -466,7 +466,7 @@ def make_event(
 ) -> UsageEvent:
     usage = usage or NormalizedUsage(source="none")
     return UsageEvent(
-        event_id=uuid.uuid4().hex,
+        event_id=new_id(),
         request_id=ctx.request_id,
         attempt=attempt,
         started_at=ctx.started_at,

@@ -193,7 +193,12 @@ def build_gateway(
         )
     path = database or default_ledger_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ledger = SQLiteLedger(path, synchronous=gw.ledger_synchronous, reservation_journal=True)
+    ledger = SQLiteLedger(
+        path,
+        synchronous=gw.ledger_synchronous,
+        reservation_journal=True,
+        commit_delay_ms=gw.ledger_commit_delay_ms,
+    )
     master = os.environ.get(gw.master_key_env) or None
     gateway = Gateway(
         config=gw,
