@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -72,9 +72,11 @@ def _upstream_error(error: UpstreamError) -> GatewayError:
     )
 
 
-async def _read_json(request: Request, gw: Gateway) -> tuple[dict[str, Any], int]:
+async def _read_json(
+    headers: Mapping[str, str], read_body: Callable[[], Awaitable[bytes]], gw: Gateway
+) -> tuple[dict[str, Any], int]:
     """The body as a JSON object, and its size in bytes (which bounds the prompt's token count)."""
-    length = request.headers.get("content-length")
+    length = headers.get("content-length")
     if length and length.isdigit() and int(length) > gw.config.max_body_bytes:
         raise GatewayError(
             f"request body larger than {gw.config.max_body_bytes:,} bytes (gateway.max_body_bytes)",
@@ -82,7 +84,7 @@ async def _read_json(request: Request, gw: Gateway) -> tuple[dict[str, Any], int
             error_type="invalid_request_error",
             code="body_too_large",
         )
-    raw = await request.body()
+    raw = await read_body()
     if len(raw) > gw.config.max_body_bytes:
         raise GatewayError(
             f"request body larger than {gw.config.max_body_bytes:,} bytes (gateway.max_body_bytes)",
@@ -154,20 +156,26 @@ async def _record_rejection(
     )
 
 
-def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint):
-    async def handle(request: Request) -> Response:
+Handler = Callable[[Mapping[str, str], Callable[[], Awaitable[bytes]]], Awaitable[Response]]
+
+
+def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
+    """The handler of one proxied route: (lower-cased request headers, body reader) -> a response (an ASGI
+    app). Framework-free, so the hot routes can skip Starlette's routing (see :class:`_FastRoutes`)."""
+
+    async def handle(request_headers: Mapping[str, str], read_body: Callable[[], Awaitable[bytes]]) -> Response:
         principal: Principal | None = None
         body: dict[str, Any] = {}
         try:
-            principal = await authenticate(gw, request.headers)
-            body, body_size = await _read_json(request, gw)
+            principal = await authenticate(gw, request_headers)
+            body, body_size = await _read_json(request_headers, read_body, gw)
             ctx = plan_request(
                 gw,
                 wire=wire,
                 endpoint=endpoint,
                 body=body,
                 body_size=body_size,
-                headers=request.headers,
+                headers=request_headers,
                 principal=principal,
             )
             if ctx.stream:
@@ -221,7 +229,46 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint):
     return handle
 
 
-def create_app(gw: Gateway) -> Starlette:
+def _starlette_route(handler: Handler):
+    async def endpoint(request: Request) -> Response:
+        return await handler(request.headers, request.body)
+
+    return endpoint
+
+
+class _FastRoutes:
+    """The proxied POST routes straight from ASGI, everything else through Starlette.
+
+    Starlette's router, middleware stack and Request object cost ~30-40 µs per request, a noticeable share of
+    the gateway's ~1 ms CPU budget per request; the three hot routes need none of it. Their handlers get the
+    request headers as a plain dict (ASGI servers send lower-case names) and a body reader."""
+
+    def __init__(self, routes: dict[str, Handler], fallback: Starlette) -> None:
+        self.routes = routes
+        self.fallback = fallback
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        handler = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if handler is None or scope["method"] != "POST":
+            await self.fallback(scope, receive, send)
+            return
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+        async def read_body() -> bytes:
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise GatewayError("the client disconnected", status=499, error_type="client_closed_request")
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+        response = await handler(headers, read_body)
+        await response(scope, receive, send)
+
+
+def create_app(gw: Gateway) -> _FastRoutes:
     async def models(request: Request) -> Response:
         try:
             await authenticate(gw, request.headers)
@@ -241,12 +288,15 @@ def create_app(gw: Gateway) -> Starlette:
         yield
         await gw.aclose()  # drain the ledger queue on graceful shutdown
 
+    proxied = {
+        "/v1/chat/completions": _handler(gw, "openai", "chat.completions"),
+        "/v1/embeddings": _handler(gw, "openai", "embeddings"),
+        "/v1/messages": _handler(gw, "anthropic", "messages"),
+    }
     routes = [
-        Route("/v1/chat/completions", _handler(gw, "openai", "chat.completions"), methods=["POST"]),
-        Route("/v1/embeddings", _handler(gw, "openai", "embeddings"), methods=["POST"]),
-        Route("/v1/messages", _handler(gw, "anthropic", "messages"), methods=["POST"]),
+        *(Route(path, _starlette_route(handler), methods=["POST"]) for path, handler in proxied.items()),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         *admin_routes(gw),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return _FastRoutes(proxied, Starlette(routes=routes, lifespan=lifespan))

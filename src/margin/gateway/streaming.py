@@ -2,8 +2,9 @@
 
 The gateway always asks OpenAI-wire upstreams for usage (``stream_options.include_usage``) and drops the
 usage-only chunk again when the client did not ask for it. The terminating event (``data: [DONE]`` or
-Anthropic's ``message_stop``) is sent only after the settled usage event is durable, so a client that
-received the whole stream is always in the ledger. A client that disconnects midway is still billed for
+Anthropic's ``message_stop``) is sent only after the stream is settled (its usage event queued for the
+ledger, its reservation held until that commit), so a client that received the whole stream is always in
+the ledger. A client that disconnects midway is still billed for
 what was generated (counted locally when the upstream's usage never arrived), with status client_abort.
 """
 
