@@ -4,11 +4,12 @@ case: configured budgets AND keys' own budgets, never lower than the truth."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from margin.config import MarginConfig
-from margin.gateway.config import BudgetConfig, GatewayConfig
+from margin.gateway.config import BreakerConfig, BudgetConfig, GatewayConfig
 from margin.gateway.state import build_gateway, key_budget_rules
 from margin.keys import new_virtual_key
 from margin.policy.budgets import counter_name
@@ -66,5 +67,51 @@ def test_counters_rebuilt_for_config_and_key_budgets(tmp_path):
         assert gw.counters.spent(counter_name(key_rule, key.key_id, now)) == Decimal("0.7")
         assert gw.counters.spent(counter_name(team_rule, "ml", now)) == Decimal("0.7")
         assert gw.ledger.open_reservations() == []
+    finally:
+        asyncio.run(gw.aclose())
+
+
+def _spend_event(event_id: str, team: str, cost: str, finished_at: datetime) -> UsageEvent:
+    return UsageEvent(
+        event_id=event_id,
+        request_id=event_id,
+        attempt=0,
+        started_at=finished_at,
+        finished_at=finished_at,
+        status="ok",
+        endpoint="chat.completions",
+        requested_model="gpt-4o-mini",
+        tags={"team": team},
+        list_cost=Decimal(cost),
+        effective_cost=Decimal(cost),
+    )
+
+
+def test_spend_breakers_survive_a_restart(tmp_path):
+    """A runaway team's last-hour spend is read back at start-up: its breaker is open again at once, a quiet
+    team's is not, and spend older than an hour does not count."""
+    db = tmp_path / "ledger.db"
+    now = datetime.now(UTC)
+
+    async def seed() -> None:
+        ledger = SQLiteLedger(db)
+        await ledger.write_event(_spend_event("a1", "runaway", "4", now - timedelta(minutes=40)))
+        await ledger.write_event(_spend_event("a2", "runaway", "3", now - timedelta(minutes=2)))
+        await ledger.write_event(_spend_event("b1", "quiet", "9", now - timedelta(hours=2)))  # too old
+        await ledger.write_event(_spend_event("b2", "quiet", "1", now - timedelta(minutes=10)))
+        await ledger.aclose()
+
+    asyncio.run(seed())
+    rule = BreakerConfig(name="teams", scope="team", expected_hourly=Decimal(2), multiple=Decimal(3))  # 6 USD/h
+    gw = build_gateway(MarginConfig(gateway=GatewayConfig(breakers=[rule])), database=db)
+    try:
+        now_mono = time.monotonic()
+        runaway = gw.breaker.check("teams", "runaway", now_mono)
+        quiet = gw.breaker.check("teams", "quiet", now_mono)
+        assert runaway.open and runaway.spent_last_hour == Decimal(7)
+        assert not quiet.open and quiet.spent_last_hour == Decimal(1)
+        # The 40-minute-old spend leaves the window about 20 minutes from now, not at once.
+        later = gw.breaker.check("teams", "runaway", now_mono + 25 * 60)
+        assert later.spent_last_hour == Decimal(3)
     finally:
         asyncio.run(gw.aclose())

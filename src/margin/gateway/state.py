@@ -5,11 +5,12 @@ is a module-level global."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,7 +29,17 @@ from .providers.base import Provider
 from .providers.mock import MockProvider
 from .providers.openai import OpenAIProvider
 
-__all__ = ["Gateway", "ModelRoute", "RoutePricer", "build_gateway", "key_budget_rules", "rebuild_counters"]
+__all__ = [
+    "Gateway",
+    "ModelRoute",
+    "RoutePricer",
+    "build_gateway",
+    "key_budget_rules",
+    "rebuild_breakers",
+    "rebuild_counters",
+]
+
+log = logging.getLogger("margin.gateway")
 
 _MILLION = 1_000_000
 
@@ -210,6 +221,7 @@ def build_gateway(
         master_key=master,
     )
     rebuild_counters(gateway)
+    rebuild_breakers(gateway)
     return gateway
 
 
@@ -241,3 +253,40 @@ def rebuild_counters(gateway: Gateway) -> None:
             if rule.value is not None and value != rule.value:
                 continue
             gateway.counters.add_spent(counter_name(rule, value, now), row.effective_cost)
+
+
+# A breaker's one-hour window is refilled from the ledger in buckets of this length.
+_BREAKER_BUCKET = timedelta(minutes=5)
+
+
+def rebuild_breakers(gateway: Gateway) -> None:
+    """After a restart: refill each spend breaker's one-hour window from the ledger, so that restarting the
+    gateway does not reset a runaway scope. The last hour is read in 5-minute buckets, each recorded at its
+    end, so spend leaves the window no earlier than it would have. A breaker found over its limit opens
+    again (cool-down counted from the bucket that crossed it) and is logged."""
+    if not gateway.config.breakers:
+        return
+    wall, mono = gateway.clock(), time.monotonic()
+    buckets = int(timedelta(hours=1) / _BREAKER_BUCKET)
+    for rule in gateway.config.breakers:
+        group_by = None if rule.scope == "global" else rule.scope
+        limit = rule.expected_hourly * rule.multiple
+        for i in range(buckets):
+            start = wall - timedelta(hours=1) + i * _BREAKER_BUCKET
+            end = start + _BREAKER_BUCKET
+            at = mono - (wall - end).total_seconds()
+            for row in gateway.ledger.spend(start, end, group_by):
+                value = "*" if rule.scope == "global" else row.group
+                if value is None or (rule.value is not None and value != rule.value) or not row.effective_cost:
+                    continue
+                tripped = gateway.breaker.record(
+                    rule.name, value, row.effective_cost, at, limit=limit, cooldown_s=rule.cooldown_minutes * 60
+                )
+                if tripped:
+                    log.warning(
+                        "spend breaker %s is open again after the restart for %s=%s: last-hour spend above %s USD",
+                        rule.name,
+                        rule.scope,
+                        value,
+                        limit,
+                    )
