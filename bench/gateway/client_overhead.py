@@ -1,10 +1,11 @@
 """CPU per request of candidate upstream HTTP clients, against margin's mock upstream: the input for
 choosing the gateway's hot-path client (httpx2 is ~half of the gateway's CPU per request today).
 
-Run: .venv/bin/python bench/gateway/client_overhead.py [--requests N]
+Run: .venv/bin/python bench/gateway/client_overhead.py [--requests N] [--loop asyncio|uvloop]
 Starts bench/gateway/mock_upstream.py on a free port, sends N sequential keep-alive POSTs of a 300-word
 chat body with each client, and prints this process's CPU per request (the mock runs in its own process).
-aiohttp is measured only when installed (`.venv/bin/pip install aiohttp`); it is not a margin dependency.
+Clients: httpx2, margin's own pool (margin.gateway.providers._h1.H1Pool, what the gateway uses) and aiohttp,
+which is measured only when installed (`.venv/bin/pip install aiohttp`); it is not a margin dependency.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import httpx2
 import orjson
+
+from margin.gateway.providers._h1 import H1Pool
 
 BODY = orjson.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": "hello " * 300}], "max_tokens": 100})
 HEADERS = {"content-type": "application/json"}
@@ -50,10 +53,30 @@ async def aiohttp_cpu(url: str, n: int) -> float | None:
         return (time.process_time() - cpu) / n
 
 
+async def h1_cpu(url: str, n: int) -> float:
+    pool = H1Pool(url)
+    try:
+        for _ in range(200):
+            await pool.request("POST", url, HEADERS, BODY, read_timeout=10)
+        cpu = time.process_time()
+        for _ in range(n):
+            orjson.loads((await pool.request("POST", url, HEADERS, BODY, read_timeout=10)).body)
+        return (time.process_time() - cpu) / n
+    finally:
+        await pool.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        run = uvloop.run
+    else:
+        run = asyncio.run
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -66,11 +89,12 @@ def main() -> None:
                 break
             except httpx2.HTTPError:
                 time.sleep(0.05)
-        print("| client | µs CPU per request (client process) |")
+        print(f"| client | µs CPU per request (client process, {args.loop} loop) |")
         print("|---|---|")
-        print(f"| httpx2 | {asyncio.run(httpx2_cpu(url, args.requests)) * 1e6:.0f} |")
-        aio = asyncio.run(aiohttp_cpu(url, args.requests))
+        print(f"| httpx2 | {run(httpx2_cpu(url, args.requests)) * 1e6:.0f} |")
+        aio = run(aiohttp_cpu(url, args.requests))
         print(f"| aiohttp | {aio * 1e6:.0f} |" if aio is not None else "| aiohttp | not installed |")
+        print(f"| margin H1Pool | {run(h1_cpu(url, args.requests)) * 1e6:.0f} |")
     finally:
         mock.terminate()
         mock.wait()

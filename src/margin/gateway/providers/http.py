@@ -1,6 +1,6 @@
-"""The shared base of HTTP upstreams: one pooled client per provider (an ``aiohttp`` session on the network;
-an ``httpx2`` client when a test injects an httpx2 transport), explicit timeouts, and
-every failure mapped onto :class:`~margin.gateway.providers.base.UpstreamError`.
+"""The shared base of HTTP upstreams: one pooled client per provider (margin's own HTTP/1.1 pool,
+:class:`~margin.gateway.providers._h1.H1Pool`, on the network; an ``httpx2`` client when a test injects an httpx2
+transport), explicit timeouts, and every failure mapped onto :class:`~margin.gateway.providers.base.UpstreamError`.
 
 Subclasses say where an endpoint lives (:meth:`HTTPProvider._url`), which headers authenticate
 (:meth:`HTTPProvider._auth_headers`) and how their wire reports an error inside a stream
@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import httpx2
 import orjson
 
+from ._h1 import H1Error, H1Pool, H1TimeoutError
 from .base import SSEEvent, UpstreamCall, UpstreamError, UpstreamResponse, Wire
 from .sse import SSEParser
 
@@ -155,8 +156,9 @@ class HTTPProvider:
         self.pool_timeout = pool_timeout if pool_timeout is not None else connect_timeout
         keepalive = None if max_keepalive_connections is None else min(max_keepalive_connections, max_connections)
         self.max_connections = max_connections
+        self.max_keepalive_connections = keepalive
         self.keepalive_expiry = keepalive_expiry
-        # The real network path is aiohttp (about a third of httpx2's CPU per request, see
+        # The real network path is H1Pool (a small fraction of httpx2's or aiohttp's CPU per request, see
         # bench/gateway/client_overhead.py); an injected httpx2 transport (httpx2.MockTransport in tests)
         # keeps the httpx2 client, so fakes are injected as transports, never patched.
         self._client: httpx2.AsyncClient | None = None
@@ -172,8 +174,12 @@ class HTTPProvider:
                 headers={"user-agent": _USER_AGENT},
                 follow_redirects=False,
             )
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
+        # One pool per event loop (tests run several loops); the TLS context is built here, once, because
+        # loading the CA store blocks and must not happen on the loop.
+        self._pool: H1Pool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        https = transport is None and self.base_url.lower().startswith("https:")
+        self._ssl_context = ssl.create_default_context() if https else None
 
     # --- subclass hooks ----------------------------------------------------------------------------------------
     def _url(self, call: UpstreamCall) -> str:
@@ -200,14 +206,11 @@ class HTTPProvider:
                     )
                     status, body_bytes, response_headers = response.status_code, response.content, response.headers
                 else:
-                    session = self._aio_session()
-                    async with session.post(
-                        url, data=content, headers=headers, timeout=self._aio_timeout(limit)
-                    ) as resp:
-                        status, body_bytes, response_headers = resp.status, await resp.read(), resp.headers
-        except (TimeoutError, httpx2.TimeoutException, aiohttp.ServerTimeoutError) as exc:
+                    resp = await self._h1_pool().request("POST", url, headers, content, read_timeout=limit)
+                    status, body_bytes, response_headers = resp.status, resp.body, resp.headers
+        except (TimeoutError, httpx2.TimeoutException) as exc:  # H1TimeoutError is a TimeoutError
             raise self._timeout_error(limit, exc) from None
-        except (httpx2.TransportError, aiohttp.ClientError) as exc:
+        except (httpx2.TransportError, H1Error) as exc:
             raise self._connection_error(exc) from None
         if not 200 <= status < 300:
             raise error_for_status(self.name, status, _decode_body(body_bytes), response_headers)
@@ -227,7 +230,7 @@ class HTTPProvider:
         return UpstreamResponse(status=status, body=body, headers=dict(response_headers))
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[SSEEvent]:
-        chunks = self._stream_httpx(call) if self._client is not None else self._stream_aiohttp(call)
+        chunks = self._stream_httpx(call) if self._client is not None else self._stream_h1(call)
         parser = SSEParser()
         seen = 0
         try:
@@ -279,30 +282,29 @@ class HTTPProvider:
         finally:
             await response.aclose()
 
-    async def _stream_aiohttp(self, call: UpstreamCall) -> AsyncIterator[bytes]:
+    async def _stream_h1(self, call: UpstreamCall) -> AsyncIterator[bytes]:
         url, headers, content = self._encode(call, stream=True)
         limit = self._read_timeout(call)
-        session = self._aio_session()
         try:
-            response = await session.post(url, data=content, headers=headers, timeout=self._aio_timeout(limit))
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            response = await self._h1_pool().stream("POST", url, headers, content, read_timeout=limit)
+        except H1TimeoutError as exc:
             raise self._timeout_error(limit, exc) from None
-        except aiohttp.ClientError as exc:
+        except H1Error as exc:
             raise self._connection_error(exc) from None
         try:
             if not 200 <= response.status < 300 or "json" in response.headers.get("content-type", ""):
                 try:
                     error_body = await response.read()
-                except (aiohttp.ClientError, TimeoutError):
+                except H1Error:
                     error_body = b""
                 raise self._start_error(response.status, response.headers, error_body)
             try:
-                async for chunk in response.content.iter_any():
+                async for chunk in response.iter_chunks():
                     yield chunk
-            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                raise _StreamBroken(f"read timeout: {exc or type(exc).__name__}") from None
-            except aiohttp.ClientError as exc:
-                raise _StreamBroken(f"connection broken: {exc or type(exc).__name__}") from None
+            except H1TimeoutError as exc:
+                raise _StreamBroken(f"read timeout: {exc}") from None
+            except H1Error as exc:
+                raise _StreamBroken(f"connection broken: {type(exc).__name__}: {exc}") from None
         finally:
             # A fully read response returns its connection to the pool; a cut one is closed.
             response.release()
@@ -310,9 +312,9 @@ class HTTPProvider:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     # --- helpers -----------------------------------------------------------------------------------------------
     def _timeouts(self, read: float) -> httpx2.Timeout:
@@ -344,22 +346,25 @@ class HTTPProvider:
         headers["user-agent"] = _USER_AGENT
         return self._url(call), headers, content
 
-    def _aio_session(self) -> aiohttp.ClientSession:
-        """The pooled aiohttp session of the running event loop (created on first use, in that loop)."""
+    def _h1_pool(self) -> H1Pool:
+        """The connection pool of the running event loop (created on first use, in that loop)."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session_loop is not loop or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=self.keepalive_expiry)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-            self._session_loop = loop
-        return self._session
-
-    def _aio_timeout(self, read: float) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=read)
+        if self._pool is None or self._pool_loop is not loop or self._pool.closed:
+            self._pool = H1Pool(
+                self.base_url,
+                max_connections=self.max_connections,
+                max_idle=self.max_keepalive_connections,
+                connect_timeout=self.connect_timeout,
+                pool_timeout=self.pool_timeout,
+                write_timeout=self.write_timeout,
+                keepalive_expiry=self.keepalive_expiry,
+                ssl_context=self._ssl_context,
+            )
+            self._pool_loop = loop
+        return self._pool
 
     def _timeout_error(self, limit: float, exc: BaseException) -> UpstreamError:
-        what = (
-            type(exc).__name__ if isinstance(exc, httpx2.TimeoutException | aiohttp.ServerTimeoutError) else "deadline"
-        )
+        what = type(exc).__name__ if isinstance(exc, httpx2.TimeoutException | H1TimeoutError) else "deadline"
         return UpstreamError(
             f"{self.name}: the upstream did not answer in time ({what}, limit {limit:g}s)",
             status=504,
