@@ -10,8 +10,9 @@ One :class:`H1Pool` per origin (and per event loop). The rules that make it safe
 * a connection goes back to the pool only when its response was read completely, the server allowed keep-alive
   (parser's ``should_keep_alive()`` and no ``connection: close``) and it has not been closed since; a cancelled,
   timed-out or failed exchange closes its connection, so a connection in an unknown state is never reused;
-* a request is sent twice only in one case: a *reused* idle connection that failed before any response byte
-  arrived (see :meth:`H1Pool._exchange`);
+* a request is never sent twice: an idle connection the server has closed is dropped before reuse, and a
+  connection that dies after the request went out fails the call (the gateway retries it as a new, metered
+  attempt), because a server that read a POST may bill it;
 * bodies are framed by content-length, chunked transfer encoding or the end of the connection, and a gzip or
   deflate ``content-encoding`` is decoded (hence the ``accept-encoding: gzip, deflate`` it sends by default).
 
@@ -523,7 +524,6 @@ class H1Pool:
             self._loop = asyncio.get_running_loop()
         head = self._head(method, url, headers, len(body))
         conn = await self._acquire()
-        retried = False
         try:
             await conn.send(head, body, streaming=streaming, write_timeout=self._write_timeout)
             while not conn.headers_done:
@@ -531,20 +531,10 @@ class H1Pool:
                 if error is None:
                     await conn.wait(read_timeout)
                     continue
-                # Retry once, on a fresh connection, only when a *reused* keep-alive connection died (EOF or reset)
-                # before a single response byte came back: almost always the keep-alive race, where the server
-                # closed the idle socket as our request was on its way, so it never read it. Nothing was received,
-                # so no answer is lost. The risk that remains: a server that read the request and then dropped the
-                # connection without answering gets it twice. (Go's net/http and aiohttp, for comparison, do not
-                # retry a POST once it was written.) Fresh connections, timeouts and anything after the first
-                # response byte are never retried.
-                if retried or not conn.reused or conn.received or not isinstance(error, H1ConnectionLost):
-                    raise error
-                retried = True
-                conn.close(abort=True)
-                self._conns.discard(conn)
-                conn = await self._connect()  # in the same slot
-                await conn.send(head, body, streaming=streaming, write_timeout=self._write_timeout)
+                # Never re-sent here, not even on a reused keep-alive connection that died before answering: the
+                # server may have read the request, and a second POST to an LLM API can be billed twice. The
+                # failure surfaces as a connection error, which the gateway retries as a new, metered attempt.
+                raise error
         except BaseException:
             self._finish(conn, ok=False)
             raise
