@@ -98,14 +98,22 @@ async def _relay(
         settled = True
         return f": margin-cost={cost.effective_cost:f} request-id={ctx.request_id}\n\n".encode()
 
+    # Events that arrived together in one upstream read go to the client in one write (see
+    # SSEEvent.more_ready): each write costs a send through the ASGI server and a syscall.
+    pending: list[bytes] = []
+
+    def take(last: bytes = b"") -> bytes:
+        out = b"".join(pending) + last
+        pending.clear()
+        return out
+
     try:
         event: SSEEvent | None = first
         while event is not None:
             terminal = _is_terminal(ctx, event)
             if terminal:
-                yield await finish("ok")
                 status = "ok"
-                yield encode_sse(event)
+                yield take(await finish("ok") + encode_sse(event))
                 # Read the upstream to its end so its connection goes back to the pool.
                 async for _ in events:
                     pass
@@ -114,7 +122,9 @@ async def _relay(
             if data is not None:
                 tracker.feed(data) if ctx.wire == "openai" else tracker.feed(event.event, data)  # type: ignore[call-arg]
             if not (ctx.wire == "openai" and not ctx.include_usage_requested and _usage_only_chunk(data)):
-                yield encode_sse(event)
+                pending.append(encode_sse(event))
+            if pending and not event.more_ready:
+                yield take()
             try:
                 event = await anext(events)
             except StopAsyncIteration:
@@ -125,13 +135,13 @@ async def _relay(
                 "the upstream stream ended early", status=502, error_type="stream_dropped", retryable=False
             )
             status = "upstream_error"
-            yield await finish(status)
+            yield take(await finish(status))
     except UpstreamError as exc:
         error = exc
         status = "upstream_error"
         if not settled:
-            yield await finish(status)
-        yield _error_event(ctx, exc)
+            yield take(await finish(status))
+        yield take(_error_event(ctx, exc))
     finally:
         with anyio.CancelScope(shield=True):
             if not settled:

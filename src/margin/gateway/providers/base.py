@@ -52,10 +52,13 @@ class UpstreamResponse:
 
 @dataclass(frozen=True, kw_only=True)
 class SSEEvent:
-    """One server-sent event. ``data`` is the raw data text (JSON, or ``[DONE]`` on OpenAI streams)."""
+    """One server-sent event. ``data`` is the raw data text (JSON, or ``[DONE]`` on OpenAI streams).
+    ``more_ready`` says that the next event already arrived with this one (same upstream read), so a relay
+    may hold this one back and write both to its client at once (one write instead of several)."""
 
     data: str
     event: str | None = None
+    more_ready: bool = False
 
 
 class UpstreamError(Exception):

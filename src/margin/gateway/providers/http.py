@@ -235,10 +235,12 @@ class HTTPProvider:
         seen = 0
         try:
             async for chunk in chunks:
-                for event in parser.feed(chunk):
+                events = parser.feed(chunk)
+                last = len(events) - 1
+                for index, event in enumerate(events):
                     self._check_event(event, seen)
                     seen += 1
-                    yield event
+                    yield event if index == last else SSEEvent(data=event.data, event=event.event, more_ready=True)
         except _StreamBroken as exc:
             raise UpstreamError(
                 f"{self.name}: the stream broke after {seen} events ({exc})",
