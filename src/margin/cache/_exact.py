@@ -147,9 +147,7 @@ class ExactCache:
             self.evictions += 1
         return entry
 
-    def clear(
-        self, *, route: str | None = None, partition: str | None = None, key_prefix: str | None = None
-    ) -> int:
+    def clear(self, *, route: str | None = None, partition: str | None = None, key_prefix: str | None = None) -> int:
         """Drop entries matching every given filter (all entries when none is given). Returns how many."""
         doomed = [
             k

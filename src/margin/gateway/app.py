@@ -12,13 +12,14 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import MarginError
 from ..ids import new_id
 from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
+from ._sse_response import SSEResponse
 from .admin import admin_routes
 from .errors import GatewayError, render_error
 from .pipeline import (
@@ -156,14 +157,16 @@ async def _record_rejection(
     )
 
 
-Handler = Callable[[Mapping[str, str], Callable[[], Awaitable[bytes]]], Awaitable[Response]]
+Handler = Callable[[Mapping[str, str], Callable[[], Awaitable[bytes]]], Awaitable[Response | SSEResponse]]
 
 
 def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
     """The handler of one proxied route: (lower-cased request headers, body reader) -> a response (an ASGI
     app). Framework-free, so the hot routes can skip Starlette's routing (see :class:`_FastRoutes`)."""
 
-    async def handle(request_headers: Mapping[str, str], read_body: Callable[[], Awaitable[bytes]]) -> Response:
+    async def handle(
+        request_headers: Mapping[str, str], read_body: Callable[[], Awaitable[bytes]]
+    ) -> Response | SSEResponse:
         principal: Principal | None = None
         body: dict[str, Any] = {}
         try:
@@ -180,9 +183,7 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
             )
             if ctx.stream:
                 headers, chunks = await open_stream(gw, ctx)
-                return StreamingResponse(
-                    chunks, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
-                )
+                return SSEResponse(chunks, headers)
             route, reserved, response, attempt = await run_call(gw, ctx)
             try:
                 usage = normalize(ctx, response.body)
@@ -230,7 +231,7 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
 
 
 def _starlette_route(handler: Handler):
-    async def endpoint(request: Request) -> Response:
+    async def endpoint(request: Request) -> Response | SSEResponse:
         return await handler(request.headers, request.body)
 
     return endpoint
