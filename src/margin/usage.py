@@ -102,6 +102,10 @@ class UsageEvent:
     max_tokens: int | None = None
     reserved_cost: Decimal = Decimal(0)
     reservation_id: str | None = None  # the budget reservation this event settled
+    # What the upstream call this event avoided would have cost at current prices (cache hits), and the
+    # cost-reduction levers' decisions (routing tier and score, cascade, compression, context), as JSON-ready.
+    avoided_cost: Decimal = Decimal(0)
+    decisions: dict[str, Any] = field(default_factory=dict)
 
 
 # --- usage blocks -> NormalizedUsage ------------------------------------------------------------------------

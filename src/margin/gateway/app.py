@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
 from ._sse_response import SSEResponse
 from .admin import admin_routes
+from .caching import decide_cache, lever_for, serve_hit, store_answer
 from .errors import GatewayError, render_error
 from .pipeline import (
     CallContext,
@@ -157,6 +158,10 @@ async def _record_rejection(
     )
 
 
+async def _single(payload: bytes) -> AsyncIterator[bytes]:
+    yield payload
+
+
 Handler = Callable[[Mapping[str, str], Callable[[], Awaitable[bytes]]], Awaitable[Response | SSEResponse]]
 
 
@@ -181,8 +186,20 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 headers=request_headers,
                 principal=principal,
             )
+            lever = lever_for(gw, ctx)
+            cache = decide_cache(gw, ctx, lever, request_headers)
+            if cache.status != "off":
+                ctx.cache = cache.status
+                ctx.decisions["lever"] = cache.lever
+            if cache.entry is not None:
+                payload, hit_headers, as_stream = await serve_hit(gw, ctx, cache)
+                if as_stream:
+                    return SSEResponse(_single(payload), hit_headers)
+                return Response(payload, media_type=JSON, headers=hit_headers)
             if ctx.stream:
                 headers, chunks = await open_stream(gw, ctx)
+                if ctx.cache is not None:
+                    headers["x-margin-cache"] = ctx.cache
                 return SSEResponse(chunks, headers)
             route, reserved, response, attempt = await run_call(gw, ctx)
             try:
@@ -206,6 +223,9 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 headers["x-margin-max-tokens"] = str(reserved.max_tokens)
             if warning := budget_warning(gw, reserved):
                 headers["x-margin-budget-status"] = warning
+            if ctx.cache is not None:
+                headers["x-margin-cache"] = ctx.cache
+                store_answer(gw, ctx, cache, response.body, usage, route.upstream_model)
             return _json(response.body, headers=headers)
         except UpstreamError as exc:
             return _error_response(_upstream_error(exc), wire)

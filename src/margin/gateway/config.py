@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .levers_config import LeverRoute
+
 __all__ = [
     "BreakerConfig",
     "BudgetConfig",
@@ -186,6 +188,11 @@ class GatewayConfig(_Strict):
     # How long the ledger's writer lingers before committing events nobody waits for, so one commit carries
     # several requests' events even at low concurrency (they become visible to readers that much later).
     ledger_commit_delay_ms: float = Field(default=5.0, ge=0, le=1000)
+    # Cost-reduction levers per lever route (see levers_config.py and docs/savings.md); none by default.
+    levers: list[LeverRoute] = Field(default_factory=list)
+    # The exact cache's bounds (all lever routes share it): entries and bytes of cached bodies.
+    cache_max_entries: int = Field(default=10_000, gt=0)
+    cache_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -201,6 +208,9 @@ class GatewayConfig(_Strict):
             for fallback in model.fallbacks:
                 if fallback not in names:
                     raise ValueError(f"gateway.models.{model.name}: fallback {fallback!r} is not a configured model")
+        lever_names = [lever.name for lever in self.levers]
+        if len(set(lever_names)) != len(lever_names):
+            raise ValueError("gateway.levers: lever route names must be unique")
         if self.default_max_tokens > self.max_tokens_cap:
             raise ValueError("gateway.default_max_tokens must not exceed gateway.max_tokens_cap")
         return self

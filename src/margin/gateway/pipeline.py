@@ -190,6 +190,8 @@ class CallContext:
     include_usage_requested: bool = False
     attempts: int = 0
     prompt_count: int | None = None  # the local count, once something needed it
+    cache: str | None = None  # the exact cache's decision: hit, miss, bypass (None: no cache policy)
+    decisions: dict[str, Any] = field(default_factory=dict)  # the levers' decisions, for the ledger
 
     @property
     def prompt_tokens(self) -> int:
@@ -499,6 +501,8 @@ def make_event(
         max_tokens=reserved.max_tokens if reserved else None,
         reserved_cost=reserved.amount if reserved else ZERO,
         reservation_id=reserved.reservation_id if reserved else None,
+        cache=ctx.cache,
+        decisions=ctx.decisions,
     )
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from ..cache._exact import ExactCache
 from ..config import CustomModel, MarginConfig, margin_home
 from ..errors import ConfigError
 from ..keys import hash_key, parse_budget
@@ -97,6 +98,8 @@ class Gateway:
     # key hash -> (key, fetched at monotonic seconds); keys are re-read after KEY_CACHE_SECONDS so a
     # revocation takes effect quickly without a database read on every request.
     _key_cache: dict[str, tuple[VirtualKey | None, float]] = field(default_factory=dict)
+    # Answers of deterministic requests on lever routes with a cache policy (see gateway/caching.py).
+    exact_cache: ExactCache = field(default_factory=ExactCache)
 
     KEY_CACHE_SECONDS = 5.0
 
@@ -219,6 +222,7 @@ def build_gateway(
         ledger=ledger,
         counters=BudgetCounters(),
         master_key=master,
+        exact_cache=ExactCache(max_entries=gw.cache_max_entries, max_bytes=gw.cache_max_bytes),
     )
     rebuild_counters(gateway)
     rebuild_breakers(gateway)

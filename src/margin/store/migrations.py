@@ -133,6 +133,16 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE usage_events ADD COLUMN reservation_id TEXT;
         """,
     ),
+    (
+        # Cost-reduction levers: the avoided cost of a cache hit (exact text + nano-dollars, like the other
+        # money columns) and each lever's decision as JSON.
+        "m006_usage_events_levers",
+        """
+        ALTER TABLE usage_events ADD COLUMN avoided_cost TEXT NOT NULL DEFAULT '0';
+        ALTER TABLE usage_events ADD COLUMN avoided_cost_nanos INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE usage_events ADD COLUMN decisions TEXT NOT NULL DEFAULT '{}';
+        """,
+    ),
 ]
 
 _MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

@@ -50,6 +50,8 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
 from pathlib import Path
 from typing import Any, get_args
 
+import orjson
+
 from ..config import MarginConfig, margin_home
 from ..ids import new_id
 from ..keys import hash_key
@@ -80,9 +82,10 @@ _EVENT_COLUMNS = tuple(
     provider key_id tags task_id input_tokens cache_read_tokens cache_write_tokens output_tokens
     reasoning_tokens usage_source list_cost list_cost_nanos effective_cost effective_cost_nanos
     price_source latency_ms ttft_ms error_type error_message retries stream route cache fallback_from
-    max_tokens reserved_cost reserved_cost_nanos reservation_id
+    max_tokens reserved_cost reserved_cost_nanos reservation_id avoided_cost avoided_cost_nanos decisions
     """.split()
 )
+_RESERVATION_ID_AT = _EVENT_COLUMNS.index("reservation_id")
 _INSERT_EVENT = (
     f"INSERT INTO usage_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
 )
@@ -175,6 +178,7 @@ def _event_row(event: UsageEvent) -> tuple[Any, ...]:
     list_cost, list_nanos = _money(event.list_cost, "list_cost")
     effective_cost, effective_nanos = _money(event.effective_cost, "effective_cost")
     reserved_cost, reserved_nanos = _money(event.reserved_cost, "reserved_cost")
+    avoided_cost, avoided_nanos = _money(event.avoided_cost, "avoided_cost")
     return (
         event.event_id,
         event.request_id,
@@ -213,15 +217,19 @@ def _event_row(event: UsageEvent) -> tuple[Any, ...]:
         reserved_cost,
         reserved_nanos,
         event.reservation_id,
+        avoided_cost,
+        avoided_nanos,
+        orjson.dumps(event.decisions, default=str).decode() if event.decisions else "{}",
     )
 
 
 def _event_from_row(row: Sequence[Any]) -> UsageEvent:
     values = dict(zip(_EVENT_COLUMNS, row, strict=True))
-    for nanos in ("list_cost_nanos", "effective_cost_nanos", "reserved_cost_nanos"):
+    for nanos in ("list_cost_nanos", "effective_cost_nanos", "reserved_cost_nanos", "avoided_cost_nanos"):
         del values[nanos]
-    for money in ("list_cost", "effective_cost", "reserved_cost"):
+    for money in ("list_cost", "effective_cost", "reserved_cost", "avoided_cost"):
         values[money] = Decimal(values[money])
+    values["decisions"] = json.loads(values["decisions"])
     values["started_at"] = _from_ts(values["started_at"])
     values["finished_at"] = _from_ts(values["finished_at"])
     values["tags"] = json.loads(values["tags"])
@@ -781,9 +789,13 @@ class SQLiteLedger:
 
     # -- async writes (the gateway) ------------------------------------------------------------------------------
 
-    async def write_event(self, event: UsageEvent) -> None:
-        """Record one usage event; returns once committed."""
+    async def write_event(self, event: UsageEvent, *, wait: bool = True) -> None:
+        """Record one usage event; returns once committed (``wait=False``: once queued, for events that hold
+        no reservation and cost nothing, such as cache hits; a failed commit is loud, see :meth:`settle`)."""
         row = _event_row(event)
+        if not wait:
+            await self._submit_background(_execute(_INSERT_EVENT, row), None)
+            return
         await self._submit(_execute(_INSERT_EVENT, row))
 
     async def open_reservation(self, reservation: Reservation) -> None:
@@ -808,7 +820,7 @@ class SQLiteLedger:
         failed state); the reservation then stays open for the next start-up to charge."""
         row = _event_row(event)
         if event.reservation_id != reservation_id:
-            row = (*row[:-1], reservation_id)
+            row = (*row[:_RESERVATION_ID_AT], reservation_id, *row[_RESERVATION_ID_AT + 1 :])
 
         def op(conn: sqlite3.Connection) -> bool:
             conn.execute(_INSERT_EVENT, row)

@@ -1,0 +1,174 @@
+"""The exact cache at the gateway's edge: decide (hit, miss, bypass), serve hits, store answers.
+
+A hit costs nothing upstream: it is served in the client's format (a streaming request gets the answer
+replayed as a stream), and written to the ledger as an event with status ``cached`` and the avoided cost
+(what the upstream call would cost now, at the requested route's prices). Only complete, successful
+answers are stored: never errors, detected refusals, truncated answers (``finish_reason`` ``length`` /
+``stop_reason`` ``max_tokens``) or streams (a streamed miss is not stored; see docs/savings.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..cache._exact import CacheEntry, cache_scope_value, exact_key, is_deterministic
+from ..ids import new_id
+from ..money import ZERO
+from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
+from .levers_config import LeverRoute
+from .pipeline import CallContext, normalize
+from .replay import replay_anthropic, replay_openai
+from .state import Gateway
+
+__all__ = ["CacheDecision", "decide_cache", "lever_for", "serve_hit", "store_answer"]
+
+
+def lever_for(gw: Gateway, ctx: CallContext) -> LeverRoute | None:
+    """The first lever route that covers the request (by public model name and tags)."""
+    model = ctx.body.get("model") if isinstance(ctx.body.get("model"), str) else ""
+    for lever in gw.config.levers:
+        if lever.match.covers(model, ctx.tags):  # type: ignore[arg-type]
+            return lever
+    return None
+
+
+@dataclass(frozen=True)
+class CacheDecision:
+    status: Literal["hit", "miss", "bypass", "off"]
+    lever: str | None = None
+    partition: str | None = None
+    key: str | None = None
+    entry: CacheEntry | None = None
+    ttl_seconds: float = 0.0
+
+
+_OFF = CacheDecision("off")
+
+
+def _bypassed(headers: Mapping[str, str]) -> bool:
+    control = headers.get("cache-control", "").lower()
+    return "no-cache" in control or "no-store" in control or headers.get("x-margin-cache", "").lower() == "bypass"
+
+
+def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, headers: Mapping[str, str]) -> CacheDecision:
+    """Whether this request may use the exact cache, and the entry if it is a hit."""
+    policy = lever.cache if lever is not None else None
+    if policy is None or not policy.enabled or ctx.endpoint == "embeddings" or lever is None:
+        return _OFF
+    if _bypassed(headers) or not (policy.cache_nondeterministic or is_deterministic(ctx.body)):
+        return CacheDecision("bypass", lever=lever.name)
+    partition = cache_scope_value(policy.scope, key_id=ctx.principal.key_id, tags=ctx.tags)
+    key = exact_key(str(ctx.body.get("model")), ctx.endpoint, ctx.body)
+    entry = gw.exact_cache.get(partition, key, max_output_tokens=ctx.requested_max_tokens)
+    return CacheDecision(
+        "hit" if entry else "miss",
+        lever=lever.name,
+        partition=partition,
+        key=key,
+        entry=entry,
+        ttl_seconds=policy.ttl_seconds,
+    )
+
+
+def cacheable(ctx: CallContext, body: Mapping[str, Any]) -> bool:
+    """A complete, successful answer: no truncation, refusal or content filter, and something in it."""
+    if ctx.wire == "anthropic":
+        if body.get("stop_reason") not in ("end_turn", "stop_sequence", "tool_use"):
+            return False
+        return bool(body.get("content"))
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    for choice in choices:
+        if not isinstance(choice, Mapping) or choice.get("finish_reason") not in ("stop", "tool_calls"):
+            return False
+        message = choice.get("message")
+        if not isinstance(message, Mapping) or message.get("refusal"):
+            return False
+        if not message.get("content") and not message.get("tool_calls"):
+            return False
+    return True
+
+
+def store_answer(
+    gw: Gateway,
+    ctx: CallContext,
+    decision: CacheDecision,
+    body: dict[str, Any],
+    usage: NormalizedUsage,
+    served_model: str,
+) -> bool:
+    """Store a miss's answer when it is cacheable. Returns whether it was stored."""
+    if decision.status != "miss" or decision.key is None or decision.partition is None:
+        return False
+    if not cacheable(ctx, body):
+        return False
+    stored = gw.exact_cache.put(
+        decision.partition,
+        decision.key,
+        body,
+        output_tokens=usage.output_tokens,
+        route=decision.lever or "",
+        served_model=served_model,
+        ttl_seconds=decision.ttl_seconds,
+    )
+    return stored is not None
+
+
+async def serve_hit(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> tuple[bytes, dict[str, str], bool]:
+    """Record the hit in the ledger and return (body, headers, is_stream) for the client."""
+    entry = decision.entry
+    assert entry is not None
+    try:
+        usage = normalize(ctx, entry.body)
+    except UsageBlockError:
+        usage = NormalizedUsage(source="none")
+    avoided = ctx.route.pricer.price(usage.to_token_usage(), gw.clock()).effective_cost
+    now = gw.clock()
+    event = UsageEvent(
+        event_id=new_id(),
+        request_id=ctx.request_id,
+        attempt=0,
+        started_at=ctx.started_at,
+        finished_at=now,
+        status="cached",
+        endpoint=ctx.endpoint,
+        requested_model=str(ctx.body.get("model") or ""),
+        served_model=entry.served_model,
+        provider="cache",
+        key_id=ctx.principal.key_id,
+        tags=ctx.tags,
+        task_id=ctx.task_id,
+        input_tokens=usage.input_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        usage_source=usage.source,
+        list_cost=ZERO,
+        effective_cost=ZERO,
+        price_source="cache",
+        latency_ms=int((time.monotonic() - ctx.started_monotonic) * 1000),
+        stream=ctx.stream,
+        route=decision.lever,
+        cache="hit",
+        avoided_cost=avoided,
+    )
+    await gw.ledger.write_event(event, wait=gw.config.wait_for_ledger_commit)
+    headers = {
+        "x-margin-request-id": ctx.request_id,
+        "x-margin-cache": "hit",
+        "x-margin-cost": "0",
+        "x-margin-avoided-cost": f"{avoided:f}",
+        "x-margin-served-model": entry.served_model,
+    }
+    if not ctx.stream:
+        import orjson
+
+        return orjson.dumps(entry.body), headers, False
+    if ctx.wire == "anthropic":
+        return replay_anthropic(entry.body), headers, True
+    return replay_openai(entry.body, include_usage=ctx.include_usage_requested), headers, True
