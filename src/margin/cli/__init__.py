@@ -50,6 +50,7 @@ app.command("demo")(demo.demo_command)
 app.command("serve")(gateway.serve_command)
 app.add_typer(gateway.keys_app, name="keys")
 app.command("spend")(gateway.spend_command)
+app.add_typer(gateway.cache_app, name="cache")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

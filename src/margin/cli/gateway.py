@@ -1,4 +1,5 @@
-"""``margin serve``, ``margin keys`` and ``margin spend``: run the gateway, manage virtual keys, read the ledger."""
+"""``margin serve``, ``margin keys``, ``margin spend`` and ``margin cache``: run the gateway, manage virtual keys,
+read the ledger, invalidate cached answers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from ._common import err_console, out_console, print_json, state
 keys_app = typer.Typer(
     help="Virtual keys: each carries a user, team, project, tags, an optional budget and models.", no_args_is_help=True
 )
+
+cache_app = typer.Typer(help="The gateway's exact cache (it lives in the running gateway).", no_args_is_help=True)
 
 GROUPS = ("key", "user", "team", "project", "feature", "model", "provider", "status")
 
@@ -230,3 +233,38 @@ def serve_command(
         # The gateway reads no client address; skipping X-Forwarded-* parsing saves work on every request.
         proxy_headers=False,
     )
+
+
+@cache_app.command("clear")
+def cache_clear(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", help="The running gateway.")] = "http://127.0.0.1:4000",
+    route: Annotated[str | None, typer.Option("--route", help="Only entries stored by this lever route.")] = None,
+    scope: Annotated[str | None, typer.Option("--scope", help="Only this partition, e.g. team:ml or key:ID.")] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Only cache keys starting with this.")] = None,
+) -> None:
+    """Invalidate cached answers in a running gateway (all of them unless filtered). Needs the master key in
+    the environment variable named by gateway.master_key_env (MARGIN_MASTER_KEY)."""
+    import os
+
+    import httpx2
+
+    st = state(ctx)
+    env = st.config.gateway.master_key_env
+    master = os.environ.get(env)
+    if not master:
+        err_console.print(f"[red]error:[/red] set {env} to the gateway's master key")
+        raise typer.Exit(2)
+    body = {k: v for k, v in {"route": route, "scope": scope, "prefix": prefix}.items() if v is not None}
+    try:
+        response = httpx2.post(
+            url.rstrip("/") + "/v1/margin/cache/clear", json=body, headers={"authorization": f"Bearer {master}"}
+        )
+    except httpx2.HTTPError as exc:
+        err_console.print(f"[red]error:[/red] cannot reach the gateway at {url}: {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {response.text}")
+        raise typer.Exit(1)
+    data = response.json()
+    out_console.print(f"cleared {data['cleared']} cached answer(s); {data['remaining']} left")

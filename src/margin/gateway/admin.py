@@ -1,5 +1,5 @@
 """The admin API under /v1/margin/, protected by the master key: keys, spend, budgets, breakers, alerts,
-ledger flush.
+ledger flush, cache invalidation.
 A virtual key gets 403 here: keys cannot read other keys' spend or manage keys."""
 
 from __future__ import annotations
@@ -150,6 +150,22 @@ def admin_routes(gw: Gateway) -> list[Route]:
         await gw.ledger.flush()
         return _json({"flushed": True, "committed_items": gw.ledger.committed_items})
 
+    async def clear_cache(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            raise ValueError('the body must be JSON: {"route": ..., "scope": ..., "prefix": ...}') from None
+        if not isinstance(body, dict) or not set(body) <= {"route", "scope", "prefix"}:
+            raise ValueError("the body may only name 'route' (lever route), 'scope' (e.g. team:ml) and 'prefix'")
+        for name, value in body.items():
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"'{name}' must be a string")
+        cleared = gw.exact_cache.clear(
+            route=body.get("route"), partition=body.get("scope"), key_prefix=body.get("prefix")
+        )
+        return _json({"cleared": cleared, "remaining": len(gw.exact_cache)})
+
     async def alerts(request: Request) -> Response:
         found = await asyncio.to_thread(gw.ledger.alerts, limit=200)
         return _json({"alerts": [asdict(a) for a in found]})
@@ -163,4 +179,5 @@ def admin_routes(gw: Gateway) -> list[Route]:
         Route("/v1/margin/breakers/reset", _admin(gw, reset_breakers), methods=["POST"]),
         Route("/v1/margin/alerts", _admin(gw, alerts), methods=["GET"]),
         Route("/v1/margin/ledger/flush", _admin(gw, flush_ledger), methods=["POST"]),
+        Route("/v1/margin/cache/clear", _admin(gw, clear_cache), methods=["POST"]),
     ]
