@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -21,8 +22,9 @@ from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
 from ._sse_response import SSEResponse
 from .admin import admin_routes
-from .caching import decide_cache, lever_for, serve_hit, store_answer
+from .caching import decide_cache, serve_hit, store_answer
 from .errors import GatewayError, render_error
+from .levers import affordable_route, cascade_verdict
 from .pipeline import (
     CallContext,
     Principal,
@@ -158,6 +160,30 @@ async def _record_rejection(
     )
 
 
+def _downgrade_to_fit(gw: Gateway, ctx: CallContext) -> str | None:
+    """Budget-aware routing: a cheaper tier when the chosen one's worst case does not fit the remaining
+    budget (the route's ``downgrade_to_fit``). Returns "from -> to" when it downgraded."""
+    lever = ctx.lever
+    if lever is None or lever.routing is None or not lever.routing.downgrade_to_fit or "tier" not in ctx.decisions:
+        return None
+    route, downgraded = affordable_route(gw, ctx, lever.routing, ctx.decisions["tier"])
+    if not downgraded:
+        return None
+    chosen = ctx.route.name
+    ctx.decisions["downgraded_from"] = chosen
+    ctx.route = route
+    ctx.cascade = []  # the budget cannot afford the tiers above either
+    return f"{chosen} -> {route.name}"
+
+
+def _cascade_rejects(ctx: CallContext, body: dict[str, Any]):
+    """The failed validation of a cascade step's answer, or None (accepted, or no cascade step left)."""
+    if not ctx.cascade or ctx.lever is None or ctx.lever.routing is None:
+        return None
+    verdict = cascade_verdict(ctx.lever.routing, ctx.wire, ctx.body, body)
+    return None if verdict.ok else verdict
+
+
 async def _single(payload: bytes) -> AsyncIterator[bytes]:
     yield payload
 
@@ -186,32 +212,53 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 headers=request_headers,
                 principal=principal,
             )
-            lever = lever_for(gw, ctx)
-            cache = decide_cache(gw, ctx, lever, request_headers)
+            cache = decide_cache(gw, ctx, ctx.lever, request_headers)
             if cache.status != "off":
                 ctx.cache = cache.status
-                ctx.decisions["lever"] = cache.lever
             if cache.entry is not None:
                 payload, hit_headers, as_stream = await serve_hit(gw, ctx, cache)
                 if as_stream:
                     return SSEResponse(_single(payload), hit_headers)
                 return Response(payload, media_type=JSON, headers=hit_headers)
+            downgraded = _downgrade_to_fit(gw, ctx)
             if ctx.stream:
                 headers, chunks = await open_stream(gw, ctx)
                 if ctx.cache is not None:
                     headers["x-margin-cache"] = ctx.cache
+                if downgraded:
+                    headers["x-margin-downgraded"] = downgraded
                 return SSEResponse(chunks, headers)
             route, reserved, response, attempt = await run_call(gw, ctx)
-            try:
-                usage = normalize(ctx, response.body)
-            except UsageBlockError:
-                usage = _local_usage(ctx, response.body, route.upstream_model)
-            cost = route.pricer.price(usage.to_token_usage(), gw.clock())
-            await settle(
-                gw,
-                reserved,
-                make_event(gw, ctx, route, status="ok", usage=usage, cost=cost, reserved=reserved, attempt=attempt),
-            )
+            while True:
+                try:
+                    usage = normalize(ctx, response.body)
+                except UsageBlockError:
+                    usage = _local_usage(ctx, response.body, route.upstream_model)
+                cost = route.pricer.price(usage.to_token_usage(), gw.clock())
+                event = make_event(
+                    gw, ctx, route, status="ok", usage=usage, cost=cost, reserved=reserved, attempt=attempt
+                )
+                rejected = _cascade_rejects(ctx, response.body)
+                if rejected is None:
+                    break
+                # The answer failed validation: metered at its real cost (the cascade's "hidden multiplier"),
+                # then the next tier up answers the same request.
+                ctx.decisions.setdefault("cascade", []).append(
+                    {
+                        "model": route.name,
+                        "check": rejected.check,
+                        "reason": rejected.reason,
+                        "cost": str(cost.effective_cost),
+                    }
+                )
+                await settle(
+                    gw,
+                    reserved,
+                    replace(event, error_type="cascade_escalated", error_message=(rejected.reason or "")[:500]),
+                )
+                ctx.route = gw.routes[ctx.cascade.pop(0)]
+                route, reserved, response, attempt = await run_call(gw, ctx)
+            await settle(gw, reserved, event)
             headers = {
                 "x-margin-request-id": ctx.request_id,
                 "x-margin-cost": f"{cost.effective_cost:f}",
@@ -226,6 +273,12 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
             if ctx.cache is not None:
                 headers["x-margin-cache"] = ctx.cache
                 store_answer(gw, ctx, cache, response.body, usage, route.upstream_model)
+            if downgraded:
+                headers["x-margin-downgraded"] = downgraded
+            if "tier" in ctx.decisions:
+                headers["x-margin-route"] = f"{ctx.decisions['tier']} -> {route.name}"
+            if "cascade" in ctx.decisions:
+                headers["x-margin-cascade"] = " -> ".join([*(c["model"] for c in ctx.decisions["cascade"]), route.name])
             return _json(response.body, headers=headers)
         except UpstreamError as exc:
             return _error_response(_upstream_error(exc), wire)

@@ -23,16 +23,7 @@ from .pipeline import CallContext, normalize
 from .replay import replay_anthropic, replay_openai
 from .state import Gateway
 
-__all__ = ["CacheDecision", "decide_cache", "lever_for", "serve_hit", "store_answer"]
-
-
-def lever_for(gw: Gateway, ctx: CallContext) -> LeverRoute | None:
-    """The first lever route that covers the request (by public model name and tags)."""
-    model = ctx.body.get("model") if isinstance(ctx.body.get("model"), str) else ""
-    for lever in gw.config.levers:
-        if lever.match.covers(model, ctx.tags):  # type: ignore[arg-type]
-            return lever
-    return None
+__all__ = ["CacheDecision", "decide_cache", "serve_hit", "store_answer"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +49,10 @@ def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, header
     policy = lever.cache if lever is not None else None
     if policy is None or not policy.enabled or ctx.endpoint == "embeddings" or lever is None:
         return _OFF
-    if _bypassed(headers) or not (policy.cache_nondeterministic or is_deterministic(ctx.body)):
+    if _bypassed(headers) or not (policy.cache_nondeterministic or is_deterministic(ctx.client_body)):
         return CacheDecision("bypass", lever=lever.name)
     partition = cache_scope_value(policy.scope, key_id=ctx.principal.key_id, tags=ctx.tags)
-    key = exact_key(str(ctx.body.get("model")), ctx.endpoint, ctx.body)
+    key = exact_key(str(ctx.client_body.get("model")), ctx.endpoint, ctx.client_body)
     entry = gw.exact_cache.get(partition, key, max_output_tokens=ctx.requested_max_tokens)
     return CacheDecision(
         "hit" if entry else "miss",

@@ -211,6 +211,12 @@ class GatewayConfig(_Strict):
         lever_names = [lever.name for lever in self.levers]
         if len(set(lever_names)) != len(lever_names):
             raise ValueError("gateway.levers: lever route names must be unique")
+        for lever in self.levers:
+            if lever.routing is not None:
+                targets = [lever.routing.pin] if lever.routing.pin else list(lever.routing.tiers.values())
+                for target in targets:
+                    if target not in names:
+                        raise ValueError(f"gateway.levers.{lever.name}.routing: {target!r} is not a configured model")
         if self.default_max_tokens > self.max_tokens_cap:
             raise ValueError("gateway.default_max_tokens must not exceed gateway.max_tokens_cap")
         return self

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["CachePolicy", "LeverRoute", "RouteMatch"]
+__all__ = ["CachePolicy", "CompressionPolicy", "ContextPolicy", "LeverRoute", "RouteMatch", "RoutingPolicy"]
 
 
 class _Strict(BaseModel):
@@ -50,7 +50,49 @@ class CachePolicy(_Strict):
     cache_nondeterministic: bool = False
 
 
+class RoutingPolicy(_Strict):
+    """Model choice for the route's requests: ``pin`` sends every request to one model; otherwise the
+    complexity scorer picks a tier and ``tiers`` maps it to a public model name. With ``cascade`` a
+    non-streaming request starts at the chosen tier and escalates to the next tier up when the answer fails
+    validation (empty, refusal, invalid JSON or schema when JSON was asked for, truncated, or a custom
+    validator from ``validators``). With ``downgrade_to_fit`` a request whose chosen model's worst case does
+    not fit the remaining budget goes to a cheaper tier that fits instead of being refused."""
+
+    enabled: bool = True
+    pin: str | None = None
+    tiers: dict[Literal["simple", "standard", "complex"], str] = Field(default_factory=dict)
+    cascade: bool = False
+    validators: list[str] = Field(default_factory=list)
+    downgrade_to_fit: bool = False
+
+    @model_validator(mode="after")
+    def _complete(self) -> RoutingPolicy:
+        if self.pin is None and set(self.tiers) != {"simple", "standard", "complex"}:
+            raise ValueError("routing needs either 'pin' or 'tiers' naming a model for simple, standard and complex")
+        return self
+
+
+class CompressionPolicy(_Strict):
+    """Prompt compression (whitespace folding, filler phrases; code, JSON, quotes and tool schemas never
+    touched) of system, developer and user messages."""
+
+    enabled: bool = True
+
+
+class ContextPolicy(_Strict):
+    """Context management: a conversation above ``max_input_tokens`` keeps its system prompt and its last
+    ``keep_recent`` turns and drops the oldest middle turns (a note marks the gap). This is also the
+    gateway's answer to oversized input on this route: trimmed instead of refused with 413."""
+
+    enabled: bool = True
+    max_input_tokens: int = Field(gt=0)
+    keep_recent: int = Field(default=2, ge=1)
+
+
 class LeverRoute(_Strict):
     name: str = Field(min_length=1)
     match: RouteMatch = Field(default_factory=RouteMatch)
     cache: CachePolicy | None = None
+    routing: RoutingPolicy | None = None
+    compression: CompressionPolicy | None = None
+    context: ContextPolicy | None = None

@@ -49,6 +49,8 @@ from ..usage import (
 )
 from .config import BreakerConfig
 from .errors import GatewayError
+from .levers import apply_prompt_levers, lever_for, route_model
+from .levers_config import LeverRoute
 from .providers.base import Endpoint, UpstreamCall, UpstreamError, UpstreamResponse, Wire
 from .state import Gateway, ModelRoute, key_budget_rules
 
@@ -192,6 +194,9 @@ class CallContext:
     prompt_count: int | None = None  # the local count, once something needed it
     cache: str | None = None  # the exact cache's decision: hit, miss, bypass (None: no cache policy)
     decisions: dict[str, Any] = field(default_factory=dict)  # the levers' decisions, for the ledger
+    lever: LeverRoute | None = None  # the lever route that applies (gateway.levers), if any
+    cascade: list[str] = field(default_factory=list)  # models to escalate to when an answer fails validation
+    client_body: dict[str, Any] = field(default_factory=dict)  # the body as sent (the levers may rewrite body)
 
     @property
     def prompt_tokens(self) -> int:
@@ -297,8 +302,16 @@ def plan_request(
 ) -> CallContext:
     """Everything decided before any budget is touched. ``body_size`` is the request body's length in bytes:
     it bounds the prompt's token count from above without tokenizing (see :func:`token_upper_bound`)."""
-    route = resolve_route(gw, body.get("model"), principal)
     tags = request_tags(gw, principal, headers, body)
+    lever = lever_for(gw, body.get("model"), tags)
+    model, decisions, cascade = body.get("model"), {}, []
+    if lever is not None:
+        decisions["lever"] = lever.name
+        if lever.routing is not None and lever.routing.enabled and endpoint != "embeddings":
+            _check_prompt_shape(endpoint, body, gw.config.models[0].name)
+            model, routing, cascade = route_model(lever.routing, wire, body)
+            decisions.update(routing)
+    route = resolve_route(gw, model, principal)
     stream = bool(body.get("stream")) and endpoint != "embeddings"
     _check_prompt_shape(endpoint, body, route.upstream_model)
     stream_options = body.get("stream_options")
@@ -320,7 +333,21 @@ def plan_request(
         started_monotonic=time.monotonic(),
         passthrough_headers=passthrough,
         include_usage_requested=include_usage,
+        lever=lever,
+        cascade=[] if stream else cascade,  # a stream's answer cannot be checked before it is sent
+        decisions=decisions,
+        client_body=body,
     )
+    if lever is not None and (lever.compression is not None or lever.context is not None):
+        try:
+            apply_prompt_levers(gw, ctx, lever)
+        except MarginError as exc:
+            raise GatewayError(
+                f"cannot read the request's messages: {exc.message}",
+                status=400,
+                error_type="invalid_request_error",
+                code="invalid_messages",
+            ) from None
     # The bound decides alone when it is below the ceiling; otherwise the count does.
     if ctx.prompt_bound > gw.config.max_input_tokens and ctx.prompt_tokens > gw.config.max_input_tokens:
         raise GatewayError(
@@ -631,7 +658,7 @@ async def call_with_fallbacks(
     attempt holds its own reservation, and every failed attempt is metered (status upstream_error, no
     cost). Returns the route that answered, its reservation (still open), ``start``'s result and the
     attempt number. A non-retryable failure ends the search at once (a bad request fails everywhere)."""
-    attempt = 0
+    attempt = ctx.attempts  # a cascade calls this again: attempts keep counting across its steps
     last_error: UpstreamError | None = None
     for route in candidates(gw, ctx):
         for retry in range(gw.config.retries.max_retries + 1):
@@ -671,7 +698,9 @@ async def call_with_fallbacks(
                 )
                 await asyncio.shield(settle(gw, reserved, aborted))
                 raise
+            ctx.attempts = attempt + 1
             return route, reserved, result, attempt
+    ctx.attempts = attempt
     assert last_error is not None
     raise last_error
 

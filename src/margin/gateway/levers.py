@@ -1,0 +1,153 @@
+"""The cost-reduction levers at the gateway's edge: which lever route applies, the model it routes to, the
+prompt it compresses or trims, the cheaper tier a budget can still afford, and whether a cascade answer
+passes. The decisions themselves are the pure functions of :mod:`margin.levers`; this module feeds them the
+request and records what they decided (``ctx.decisions``, stored with the usage event)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..levers import TierMap as _TierMap
+from ..levers import (
+    cascade_order,
+    compress_messages,
+    downgrade_order,
+    fit_context,
+    score_request,
+    validate_answer,
+)
+from ..policy.budgets import RequestScope, applicable_budgets
+from ..usage import count_prompt_tokens
+from .levers_config import LeverRoute, RoutingPolicy
+from .state import Gateway, ModelRoute, key_budget_rules
+
+__all__ = ["affordable_route", "answer_of", "apply_prompt_levers", "cascade_verdict", "lever_for", "route_model"]
+
+
+def lever_for(gw: Gateway, model: object, tags: Mapping[str, str]) -> LeverRoute | None:
+    """The first lever route covering the request (its public model name and tags)."""
+    name = model if isinstance(model, str) else ""
+    for lever in gw.config.levers:
+        if lever.match.covers(name, dict(tags)):
+            return lever
+    return None
+
+
+def _tier_map(policy: RoutingPolicy) -> _TierMap:
+    return _TierMap(simple=policy.tiers["simple"], standard=policy.tiers["standard"], complex=policy.tiers["complex"])
+
+
+def route_model(policy: RoutingPolicy, wire: str, body: Mapping[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
+    """(model to call, the decision to record, the cascade's later models). A pinned route always answers
+    with its pin; otherwise the complexity score picks the tier."""
+    if policy.pin:
+        return policy.pin, {"routing": "pinned", "model": policy.pin}, []
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    score = score_request(
+        messages,
+        tools=body.get("tools") if isinstance(body.get("tools"), list) else None,
+        response_format=body.get("response_format") if isinstance(body.get("response_format"), Mapping) else None,
+        system=body.get("system") if wire == "anthropic" else None,
+    )
+    tiers = _tier_map(policy)
+    model = tiers.model_for(score.tier)
+    decision = {
+        "routing": "tier",
+        "tier": score.tier,
+        "score": round(score.score, 4),
+        "signals": {k: round(v, 4) for k, v in score.signals.items()},
+        "model": model,
+    }
+    later = list(cascade_order(score.tier, tiers)[1:]) if policy.cascade else []
+    return model, decision, later
+
+
+def affordable_route(gw: Gateway, ctx: Any, policy: RoutingPolicy, tier: str) -> tuple[ModelRoute, bool]:
+    """The chosen tier's route, or the first cheaper tier whose worst case fits every budget that applies to
+    it (``downgrade_to_fit``); (route, downgraded). When nothing fits, the chosen route: the reservation then
+    refuses it with the usual budget error."""
+    order = downgrade_order(tier, _tier_map(policy))  # type: ignore[arg-type]
+    now = gw.clock()
+    rules = [*gw.config.budgets, *key_budget_rules(ctx.principal.key)]
+    max_tokens = min(ctx.requested_max_tokens or gw.config.default_max_tokens, gw.config.max_tokens_cap)
+    for name in order:
+        route = gw.routes[name]
+        applied = applicable_budgets(
+            rules, RequestScope(key_id=ctx.principal.key_id, tags=ctx.tags, model=route.upstream_model), now
+        )
+        headroom = gw.counters.headroom(applied)
+        worst, _, _ = route.pricer.worst_case(ctx.prompt_estimate, max_tokens, now)
+        if headroom is None or worst <= headroom:
+            return route, name != order[0]
+    return gw.routes[order[0]], False
+
+
+def apply_prompt_levers(gw: Gateway, ctx: Any, lever: LeverRoute) -> None:
+    """Compression, then context trimming, of ``ctx.body`` (a copy: the client's body stays for the cache
+    key); records tokens before and after, and the exact prompt count of what will be sent."""
+    model = ctx.route.upstream_model
+    body = ctx.body
+    changed = False
+    if lever.compression is not None and lever.compression.enabled:
+        before = count_prompt_tokens(ctx.endpoint, body, model)
+        result = compress_messages(body["messages"], model=model)
+        body = {**body, "messages": result.messages}
+        if ctx.wire == "anthropic" and isinstance(body.get("system"), str):
+            system = compress_messages([{"role": "system", "content": body["system"]}], model=model)
+            body["system"] = system.messages[0]["content"]
+        after = count_prompt_tokens(ctx.endpoint, body, model)
+        ctx.decisions["compression"] = {"tokens_before": before, "tokens_after": after, "saved": before - after}
+        changed = True
+    if lever.context is not None and lever.context.enabled:
+        messages = body["messages"]
+        if ctx.wire == "anthropic" and body.get("system"):
+            messages = [{"role": "system", "content": body["system"]}, *messages]
+        policy = lever.context
+        fitted = fit_context(
+            messages, model=model, max_input_tokens=policy.max_input_tokens, keep_recent=policy.keep_recent
+        )
+        if fitted.method != "none":
+            kept = fitted.messages[1:] if ctx.wire == "anthropic" and body.get("system") else fitted.messages
+            body = {**body, "messages": kept}
+            ctx.decisions["context"] = {
+                "method": fitted.method,
+                "tokens_before": fitted.tokens_before,
+                "tokens_after": fitted.tokens_after,
+                "saved": fitted.tokens_before - fitted.tokens_after,
+                "dropped_messages": len(fitted.dropped),
+                "fits": fitted.fits,
+            }
+            changed = True
+    if changed:
+        ctx.body = body
+        ctx.prompt_count = count_prompt_tokens(ctx.endpoint, body, model)
+
+
+def answer_of(wire: str, body: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(answer text, finish reason) of a non-streaming response, for cascade validation. Tool calls count as
+    an answer (their arguments as the text)."""
+    if wire == "anthropic":
+        parts = []
+        for block in body.get("content") or []:
+            if isinstance(block, Mapping):
+                if block.get("type") == "text":
+                    parts.append(str(block.get("text") or ""))
+                elif block.get("type") == "tool_use":
+                    parts.append(str(block.get("input") or ""))
+        reason = body.get("stop_reason")
+        return "".join(parts), {"max_tokens": "length"}.get(str(reason), str(reason) if reason else None)
+    choices = body.get("choices") or [{}]
+    first = choices[0] if isinstance(choices[0], Mapping) else {}
+    message = first.get("message") or {}
+    text = message.get("content") or ""
+    if not text and message.get("tool_calls"):
+        text = str(message["tool_calls"])
+    if message.get("refusal"):
+        text = str(message["refusal"])
+    return str(text), first.get("finish_reason")
+
+
+def cascade_verdict(policy: RoutingPolicy, wire: str, request: Mapping[str, Any], response: Mapping[str, Any]):
+    text, finish = answer_of(wire, response)
+    return validate_answer(text, finish, request, extra=policy.validators)
