@@ -179,8 +179,8 @@ class GatewayConfig(_Strict):
     reserve_margin_estimate: Ratio = Decimal("1.25")
     # false (default): a response leaves once its usage event is QUEUED for the ledger; the request's
     # reservation stays open (durable) until the event commits, so a crash in between charges the request at
-    # its reserved worst case. true: every response waits for its event's commit (~0.1 ms more per request at
-    # low concurrency); a crash then never replaces a served request's event by its worst case.
+    # its reserved worst case. true: every response waits for its event's commit (~0.2 ms more per request at
+    # one connection); a crash then never replaces a served request's event by its worst case.
     wait_for_ledger_commit: bool = False
     # SQLite's PRAGMA synchronous for the ledger: NORMAL survives a killed process, FULL also a power loss
     # (one fsync per group commit; reservations are then committed rows instead of journal lines).

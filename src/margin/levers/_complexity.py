@@ -181,18 +181,64 @@ def _keyword_regex(keyword: str) -> str:
     return r"(?<!\w)" + body + (r"\w*" if prefix else r"(?!\w)")
 
 
-def _keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str] | None:
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class _Keywords:
+    """A keyword list split by how it is matched, so that scoring a prompt costs one pass over its words
+    instead of trying every keyword at every position (one big alternation cost milliseconds per prompt):
+    single words by set lookup, ``word*`` prefixes by ``str.startswith``, phrases and CJK by a small regex."""
+
+    words: frozenset[str]
+    prefixes: tuple[str, ...]
+    phrases: re.Pattern[str] | None  # multi-word and punctuated keywords, anchored at word starts
+    cjk: re.Pattern[str] | None  # CJK keywords (no word boundaries), tried only on text with CJK in it
+
+    def hits(self, text: str) -> int:
+        """Distinct keywords found (a word repeated ten times is one hit; distinct words that one prefix
+        matches count separately, as distinct matched strings)."""
+        found = set()
+        words, prefixes = self.words, self.prefixes
+        for word in set(_WORD.findall(text.lower())):
+            if word in words or (prefixes and word.startswith(prefixes)):
+                found.add(word)
+        if self.phrases is not None:
+            found.update(m.group(0).lower() for m in self.phrases.finditer(text))
+        if self.cjk is not None and _CJK.search(text):
+            found.update(m.group(0).lower() for m in self.cjk.finditer(text))
+        return len(found)
+
+
+def _keyword_pattern(keywords: Iterable[str]) -> _Keywords | None:
     unique = sorted({k.strip().lower() for k in keywords if k.strip()}, key=lambda k: (-len(k), k))
     if not unique:
         return None
-    return re.compile("|".join(_keyword_regex(k) for k in unique), re.IGNORECASE)
+    words, prefixes, phrases, cjk = set(), [], [], []
+    for keyword in unique:
+        plain = keyword.rstrip("*").strip()
+        if not plain:
+            raise ConfigError(f"empty complexity keyword {keyword!r}.")
+        if _CJK.search(plain):
+            cjk.append(_keyword_regex(keyword))
+        elif _WORD.fullmatch(plain) is None:
+            # "(?<!\w)" is hoisted out of the alternation so that a position inside a word fails at once.
+            phrases.append(_keyword_regex(keyword).removeprefix(r"(?<!\w)"))
+        elif keyword.endswith("*"):
+            prefixes.append(plain)
+        else:
+            words.add(plain)
+    return _Keywords(
+        frozenset(words),
+        tuple(prefixes),
+        re.compile(r"(?<!\w)(?:" + "|".join(phrases) + ")", re.IGNORECASE) if phrases else None,
+        re.compile("|".join(cjk), re.IGNORECASE) if cjk else None,
+    )
 
 
-def _hits(pattern: re.Pattern[str] | None, text: str) -> int:
+def _hits(keywords: _Keywords | None, text: str) -> int:
     """Distinct keywords found (a word repeated ten times is one hit)."""
-    if pattern is None:
-        return 0
-    return len({m.group(0).lower() for m in pattern.finditer(text)})
+    return 0 if keywords is None else keywords.hits(text)
 
 
 def _flatten(lists: Mapping[str, Sequence[str]]) -> list[str]:
