@@ -1,0 +1,442 @@
+"""Benchmark of margin's semantic cache: how often it serves a right or a wrong answer, and how fast.
+
+Run (from the repository root):
+
+    .venv/bin/python bench/cache/run.py                 # quality + latency at 10k, 100k, 1M entries
+    .venv/bin/python bench/cache/run.py --quality       # quality only (about 1 min the first time)
+    .venv/bin/python bench/cache/run.py --latency --sizes 10000,100000
+
+Quality data (needs ``pip install -e '.[bench]'``, which brings fow-cache):
+
+* TUNING: fow-cache's 240 conversation pairs and margin's own hand-written question pairs
+  (``bench/cache/data/generated_pairs.jsonl``). Defaults are chosen on these only.
+* HELD-OUT: fow-cache's 600 question pairs (``pairs.jsonl``). Reported, never tuned on.
+
+A pair (a, b) is scored as a cache would see it: ``a`` was stored, ``b`` is the new request. Served means
+cosine(a, b) >= threshold and, with the gate, ``verify(b, a).ok``. Recall is the share of should-hit pairs
+served; the wrong-hit rate the share of should-not-hit pairs (traps) served; precision the share of served
+pairs that were right. Pairs fow-cache marks ambiguous count as traps (its strict default).
+
+Embeddings are computed once and kept in ``bench/cache/results/embeddings.npz`` (git-ignored).
+Latency uses synthetic unit vectors (clustered, like real embeddings) and the real ``SemanticCache``.
+Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from margin.cache import MiniLMEmbedder, SemanticCache, context_fingerprint, semantic_text, verify
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+GENERATED = HERE / "data" / "generated_pairs.jsonl"
+THRESHOLDS = [round(x, 2) for x in np.arange(0.60, 1.0001, 0.01)]
+MAX_WRONG = 0.01
+
+# --- data -----------------------------------------------------------------------------------------------
+
+
+def load_pairs() -> dict[str, list[dict]]:
+    try:
+        from fow_cache.data import load_conversations, load_questions
+    except ImportError:
+        sys.exit("fow-cache is not installed: pip install -e '.[bench]'")
+    generated = [json.loads(line) for line in GENERATED.read_text().splitlines() if line.strip()]
+    questions = load_questions()
+    conversations = load_conversations()
+    for item in questions + conversations:
+        item["label"] = bool(item["same_answer"]) and not item.get("ambiguous")
+        item["group"] = item.get("category") or item["subtype"]
+    for item in generated:
+        item["label"] = bool(item["same_answer"])
+        item["group"] = item["category"]
+    return {"generated": generated, "conversations": conversations, "heldout": questions}
+
+
+def conversation_views(conv: dict) -> dict[str, tuple[str, str, bool]]:
+    """Per history mode: (text a, text b, fingerprints equal) as the cache would compare them."""
+    out = {}
+    for mode in ("exact", "embedded"):
+        fa = context_fingerprint("gpt-4o", conv["a"], params={"temperature": 0}, history=mode)
+        fb = context_fingerprint("gpt-4o", conv["b"], params={"temperature": 0}, history=mode)
+        out[mode] = (semantic_text(conv["a"], history=mode), semantic_text(conv["b"], history=mode), fa == fb)
+    return out
+
+
+class EmbeddingStore:
+    """Embeddings by text, computed once and kept in results/embeddings.npz."""
+
+    def __init__(self, embedder: MiniLMEmbedder) -> None:
+        self.embedder = embedder
+        self.path = RESULTS / "embeddings.npz"
+        self.vectors: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            data = np.load(self.path, allow_pickle=False)
+            if str(data["model"]) == embedder.model_id:
+                self.vectors = dict(zip(data["texts"].tolist(), data["matrix"], strict=True))
+
+    def ensure(self, texts: list[str]) -> None:
+        missing = sorted({t for t in texts if t not in self.vectors})
+        if not missing:
+            return
+        t0 = time.perf_counter()
+        matrix = self.embedder.embed(missing)
+        print(f"embedded {len(missing)} texts in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        self.vectors.update(zip(missing, matrix, strict=True))
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        texts_all = list(self.vectors)
+        np.savez(
+            self.path,
+            model=np.array(self.embedder.model_id),
+            texts=np.array(texts_all),
+            matrix=np.stack([self.vectors[t] for t in texts_all]),
+        )
+
+    def sim(self, a: str, b: str) -> float:
+        return float(self.vectors[a] @ self.vectors[b])
+
+
+# --- scoring --------------------------------------------------------------------------------------------
+
+
+class Scored:
+    """One pair set: similarity, gate verdict and label per pair, ready to sweep."""
+
+    def __init__(self, name: str, items: list[dict], sims: list[float], verdicts: list, comparable: list[bool]):
+        self.name = name
+        self.items = items
+        self.sim = np.array(sims)
+        self.gate_ok = np.array([v.ok for v in verdicts])
+        self.reason = [v.reason for v in verdicts]
+        self.comparable = np.array(comparable)  # False: different fingerprints, never a hit
+        self.label = np.array([i["label"] for i in items])
+        self.group = [i["group"] for i in items]
+
+    def served(self, threshold: float, gate: bool) -> np.ndarray:
+        s = self.comparable & (self.sim >= threshold)
+        return s & self.gate_ok if gate else s
+
+    def rates(self, served: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+        mask = np.ones_like(served) if mask is None else mask
+        pos, neg = self.label & mask, ~self.label & mask
+        tp, fp = int((served & pos).sum()), int((served & neg).sum())
+        return {
+            "recall": tp / max(1, int(pos.sum())),
+            "wrong": fp / max(1, int(neg.sum())),
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "tp": tp,
+            "fp": fp,
+            "pos": int(pos.sum()),
+            "neg": int(neg.sum()),
+        }
+
+
+def score_questions(name: str, items: list[dict], store: EmbeddingStore) -> Scored:
+    sims = [store.sim(i["a"], i["b"]) for i in items]
+    verdicts = [verify(i["b"], i["a"]) for i in items]
+    return Scored(name, items, sims, verdicts, [True] * len(items))
+
+
+def score_conversations(items: list[dict], store: EmbeddingStore, mode: str) -> Scored:
+    sims, verdicts, comparable = [], [], []
+    for item in items:
+        a, b, same_fp = item["views"][mode]
+        sims.append(store.sim(a, b))
+        verdicts.append(verify(b, a))
+        comparable.append(same_fp)
+    return Scored(f"conversations ({mode} history)", items, sims, verdicts, comparable)
+
+
+def best_threshold(scored: list[Scored], gate: bool, max_wrong: float = MAX_WRONG) -> tuple[float, dict]:
+    """Highest pooled recall with a pooled wrong-hit rate <= max_wrong (ties: the higher threshold)."""
+    best: tuple[float, dict] | None = None
+    for t in THRESHOLDS:
+        tp = fp = pos = neg = 0
+        for s in scored:
+            r = s.rates(s.served(t, gate))
+            tp, fp, pos, neg = tp + r["tp"], fp + r["fp"], pos + r["pos"], neg + r["neg"]
+        rates = {"recall": tp / pos, "wrong": fp / neg}
+        if rates["wrong"] <= max_wrong and (best is None or rates["recall"] > best[1]["recall"]):
+            best = (t, rates)
+    return best if best is not None else (1.0, {"recall": 0.0, "wrong": 0.0})
+
+
+def pct(x: float) -> str:
+    return "-" if x != x else f"{100 * x:.1f}%"
+
+
+def sweep_table(s: Scored, thresholds: list[float]) -> list[str]:
+    lines = [
+        f"**{s.name}** ({int(s.label.sum())} should-hit, {int((~s.label).sum())} traps)",
+        "",
+        "| threshold | recall | wrong hits | precision | recall, gate | wrong hits, gate | precision, gate |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in thresholds:
+        a, b = s.rates(s.served(t, False)), s.rates(s.served(t, True))
+        lines.append(
+            f"| {t:.2f} | {pct(a['recall'])} | {pct(a['wrong'])} | {pct(a['precision'])} "
+            f"| {pct(b['recall'])} | {pct(b['wrong'])} | {pct(b['precision'])} |"
+        )
+    return lines
+
+
+def group_table(s: Scored, threshold: float) -> list[str]:
+    lines = [
+        f"**{s.name}** at threshold {threshold:.2f}, by kind (should-hit kinds: share served; traps: share "
+        "served = wrong hits)",
+        "",
+        "| kind | pairs | served, no gate | served, gate | refused by gate (why) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    no_gate, gated = s.served(threshold, False), s.served(threshold, True)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(s.group):
+        groups[("hit: " if s.label[i] else "trap: ") + g].append(i)
+    for g in sorted(groups, key=lambda x: (x.startswith("trap"), x)):
+        idx = groups[g]
+        reasons: dict[str, int] = defaultdict(int)
+        for i in idx:
+            if no_gate[i] and not gated[i]:
+                reasons[s.reason[i] or "?"] += 1
+        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        lines.append(
+            f"| {g} | {len(idx)} | {pct(no_gate[idx].mean())} | {pct(gated[idx].mean())} | {why or '-'} |"
+        )
+    return lines
+
+
+def through_cache(items: list[dict], store: EmbeddingStore, threshold: float) -> tuple[int, int]:
+    """The held-out pairs run through SemanticCache itself (one fresh partition per pair): (tp, fp)."""
+
+    class _Precomputed:
+        dim = 384
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return np.stack([store.vectors[t] for t in texts])
+
+    cache = SemanticCache(_Precomputed(), threshold=threshold, max_entries=10_000)
+    tp = fp = 0
+    for n, item in enumerate(items):
+        fp_key = f"pair-{n}"
+        cache.store("bench", fp_key, item["a"], {"answer": n})
+        hit = cache.lookup("bench", fp_key, item["b"])
+        if hit is not None:
+            tp, fp = (tp + 1, fp) if item["label"] else (tp, fp + 1)
+    return tp, fp
+
+
+def run_quality(max_wrong: float) -> dict:
+    pairs = load_pairs()
+    for conv in pairs["conversations"]:
+        conv["views"] = conversation_views(conv)
+    texts = [t for i in pairs["generated"] + pairs["heldout"] for t in (i["a"], i["b"])]
+    texts += [t for c in pairs["conversations"] for mode in c["views"].values() for t in mode[:2]]
+    embedder = MiniLMEmbedder(threads=2)
+    store = EmbeddingStore(embedder)
+    store.ensure(texts)
+
+    generated = score_questions("generated question pairs (tuning)", pairs["generated"], store)
+    conv_exact = score_conversations(pairs["conversations"], store, "exact")
+    conv_embedded = score_conversations(pairs["conversations"], store, "embedded")
+    heldout = score_questions("fow-cache question pairs (HELD-OUT)", pairs["heldout"], store)
+
+    out: list[str] = ["## Tuning (chosen on these only)", ""]
+    t_gate, r_gate = best_threshold([generated], gate=True, max_wrong=max_wrong)
+    t_plain, r_plain = best_threshold([generated], gate=False, max_wrong=max_wrong)
+    t_conv, r_conv = best_threshold([conv_embedded], gate=True, max_wrong=max_wrong)
+    out += [
+        f"Best threshold with wrong hits <= {pct(max_wrong)} on the generated question pairs: "
+        f"**{t_gate:.2f} with the gate** (recall {pct(r_gate['recall'])}, wrong {pct(r_gate['wrong'])}); "
+        f"{t_plain:.2f} without (recall {pct(r_plain['recall'])}, wrong {pct(r_plain['wrong'])}).",
+        f"Conversations, embedded-history mode, with the gate: {t_conv:.2f} "
+        f"(recall {pct(r_conv['recall'])}, wrong {pct(r_conv['wrong'])}).",
+        "",
+    ]
+    sweep = [t for t in THRESHOLDS if round(t * 100) % 2 == 0 or t >= 0.9]
+    out += sweep_table(generated, sweep) + [""]
+    out += group_table(generated, t_gate) + [""]
+    out += sweep_table(conv_embedded, sweep) + [""]
+    out += group_table(conv_embedded, t_gate) + [""]
+    out += group_table(conv_exact, t_gate) + [""]
+
+    out += ["## HELD-OUT: fow-cache's 600 question pairs (not tuned on)", ""]
+    r = heldout.rates(heldout.served(t_gate, True))
+    tp, fp = through_cache(pairs["heldout"], store, t_gate)
+    out += [
+        f"At the chosen default (threshold {t_gate:.2f}, gate on): recall **{pct(r['recall'])}** "
+        f"({r['tp']}/{r['pos']}), wrong hits **{pct(r['wrong'])}** ({r['fp']}/{r['neg']}), "
+        f"precision {pct(r['precision'])}. Through SemanticCache itself: {tp} right and {fp} wrong hits.",
+        "",
+    ]
+    out += group_table(heldout, t_gate) + [""]
+    out += sweep_table(heldout, sweep) + [""]
+    plain = heldout.rates(heldout.served(t_plain, False))
+    out += [
+        f"Without the gate, at the threshold tuned without it ({t_plain:.2f}): recall {pct(plain['recall'])}, "
+        f"wrong hits {pct(plain['wrong'])}.",
+        "",
+    ]
+    for style in ("minimal", "reworded"):
+        mask = np.array([i.get("style") == style for i in pairs["heldout"]])
+        rs = heldout.rates(heldout.served(t_gate, True), mask)
+        out.append(
+            f"- style `{style}`: recall {pct(rs['recall'])} ({rs['tp']}/{rs['pos']}), "
+            f"wrong {pct(rs['wrong'])} ({rs['fp']}/{rs['neg']})"
+        )
+    print("\n".join(out))
+    return {"threshold": t_gate}
+
+
+# --- latency --------------------------------------------------------------------------------------------
+
+
+def clustered_unit_vectors(rng: np.random.Generator, n: int, centers: np.ndarray, noise: float) -> np.ndarray:
+    x = centers[rng.integers(0, len(centers), n)] + noise * rng.standard_normal((n, centers.shape[1]), np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return q[49], q[98]
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_latency(sizes: list[int], queries: int, threshold: float, hnsw_threshold: int, dtype: str) -> None:
+    rng = np.random.default_rng(0)
+    dim = 384
+    centers = rng.standard_normal((2000, dim)).astype(np.float32)
+    embedder = MiniLMEmbedder(threads=1)
+    words = "refund order account password delivery invoice plan card booking flight".split()
+    query_texts = [f"how do i change the {words[i % 10]} for customer {i}?" for i in range(queries)]
+    embed_ms = []
+    for text in query_texts[: min(200, queries)]:
+        t0 = time.perf_counter()
+        embedder.embed([text])
+        embed_ms.append((time.perf_counter() - t0) * 1e3)
+    e50, e99 = percentiles(embed_ms)
+
+    gate_us = []
+    for i in range(2000):
+        a, b = f"What is the fee for order {i} on my Visa card?", f"What's the fee on my Visa card for order {i}?"
+        t0 = time.perf_counter()
+        verify(b, a)
+        gate_us.append((time.perf_counter() - t0) * 1e6)
+    g50, g99 = percentiles(gate_us)
+
+    rows = []
+    configs = []
+    for n in sizes:
+        if n <= hnsw_threshold:
+            configs.append((n, "exact"))
+        if n > 10_000:
+            configs.append((n, "hnsw"))
+    for n, mode in configs:
+        if mode == "exact" and n > 200_000:
+            continue
+        gc.collect()
+
+        class _Fixed:
+            dim = 384
+
+            def embed(self, texts: list[str]) -> np.ndarray:
+                return embedder.embed(texts)
+
+        cache = SemanticCache(
+            _Fixed(),
+            threshold=threshold,
+            max_entries=n + 1,
+            ttl_seconds=None,
+            hnsw_threshold=None if mode == "exact" else 0,
+            hnsw_dtype=dtype,
+            embed_memo=0,
+        )
+        t0, c0 = time.perf_counter(), time.process_time()
+        kept = None
+        chunk = 50_000
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            vecs = clustered_unit_vectors(rng, m, centers, noise=0.12)
+            if kept is None:
+                kept = vecs[:queries].copy()
+            texts = [f"What is the fee for order {start + i} on my card?" for i in range(m)]
+            cache.store_many("global", "fp", texts, [b"x"] * m, vectors=vecs)
+            del vecs, texts
+        build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
+        # Queries near a stored vector (hits that go through the gate) and random ones (misses).
+        near = kept + 0.02 * rng.standard_normal(kept.shape).astype(np.float32)
+        near /= np.linalg.norm(near, axis=1, keepdims=True)
+        far = clustered_unit_vectors(rng, queries, centers, noise=0.5)
+        lat, cpu, hits = [], [], 0
+        for i in range(queries):
+            for vec, text in ((near[i], f"What's the fee on my card for order {i}?"), (far[i], f"random {i}")):
+                t0, c0 = time.perf_counter(), time.thread_time()
+                hit = cache.lookup("global", "fp", text, vector=vec)
+                lat.append((time.perf_counter() - t0) * 1e3)
+                cpu.append((time.thread_time() - c0) * 1e3)
+                hits += hit is not None
+        with_embed = []
+        for text in query_texts[: min(200, queries)]:
+            t0 = time.perf_counter()
+            cache.lookup("global", "fp", text)
+            with_embed.append((time.perf_counter() - t0) * 1e3)
+        p50, p99 = percentiles(lat)
+        w50, w99 = percentiles(with_embed)
+        rows.append(
+            f"| {n:,} | {mode}{'' if mode == 'exact' else ' ' + dtype} | {build_s:.1f} s ({build_cpu:.1f} s CPU) "
+            f"| {p50:.3f} | {p99:.3f} | {statistics.median(cpu):.3f} | {w50:.2f} | {w99:.2f} "
+            f"| {hits}/{queries} | {rss_mb():,.0f} |"
+        )
+        print(rows[-1], file=sys.stderr)
+        del cache, kept, near, far
+    print("## Lookup latency (synthetic clustered unit vectors, 384 dimensions)\n")
+    print(
+        f"Embedding one query (MiniLM int8, 1 thread): p50 {e50:.2f} ms, p99 {e99:.2f} ms. "
+        f"Verification gate: p50 {g50:.1f} µs, p99 {g99:.1f} µs per pair (query features computed fresh).\n"
+    )
+    print(
+        "| entries | index | build | lookup p50 ms | lookup p99 ms | lookup CPU p50 ms | incl. embedding p50 ms "
+        "| incl. embedding p99 ms | near-duplicate queries served | peak RSS MB |"
+    )
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quality", action="store_true", help="only the quality tables")
+    parser.add_argument("--latency", action="store_true", help="only the latency table")
+    parser.add_argument("--max-wrong", type=float, default=MAX_WRONG, help="wrong-hit budget for tuning")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="entry counts for the latency table")
+    parser.add_argument("--queries", type=int, default=500, help="lookups per size (half near, half far)")
+    parser.add_argument("--hnsw-threshold", type=int, default=100_000, help="largest size also run exact")
+    parser.add_argument("--dtype", default="i8", choices=["f32", "f16", "i8"], help="HNSW storage type")
+    args = parser.parse_args()
+    both = not args.quality and not args.latency
+    threshold = None
+    if args.quality or both:
+        threshold = run_quality(args.max_wrong)["threshold"]
+        print()
+    if args.latency or both:
+        from margin.cache import DEFAULT_THRESHOLD
+
+        sizes = [int(s) for s in args.sizes.split(",")]
+        run_latency(sizes, args.queries, threshold or DEFAULT_THRESHOLD, args.hnsw_threshold, args.dtype)
+
+
+if __name__ == "__main__":
+    main()
