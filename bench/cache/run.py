@@ -33,16 +33,20 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from margin.cache import MiniLMEmbedder, SemanticCache, context_fingerprint, semantic_text, verify
+from margin.cache._semantic import changed_words_score
+from margin.cache._verify import content_changes
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 GENERATED = HERE / "data" / "generated_pairs.jsonl"
 THRESHOLDS = [round(x, 2) for x in np.arange(0.60, 1.0001, 0.01)]
 MAX_WRONG = 0.01
+SWAPS: list[float | None] = [None, 0.5, 0.55, 0.6, 0.65, 0.7]
 
 # --- data -----------------------------------------------------------------------------------------------
 
@@ -64,14 +68,28 @@ def load_pairs() -> dict[str, list[dict]]:
     return {"generated": generated, "conversations": conversations, "heldout": questions}
 
 
+def render_conversation(messages: list[dict], max_chars: int = 100_000) -> str:
+    """The whole conversation as one text, final user turn first, then earlier turns newest first (so the
+    embedder's 256-token limit cuts the oldest); the gate sees all of it. A baseline, not margin's design."""
+    lines = [f"{m['role']}: {m['content']}" for m in reversed(messages)]
+    return "\n".join(lines)[:max_chars]
+
+
 def conversation_views(conv: dict) -> dict[str, tuple[str, str, bool]]:
-    """Per history mode: (text a, text b, fingerprints equal) as the cache would compare them."""
-    out = {}
-    for mode in ("exact", "embedded"):
-        fa = context_fingerprint("gpt-4o", conv["a"], params={"temperature": 0}, history=mode)
-        fb = context_fingerprint("gpt-4o", conv["b"], params={"temperature": 0}, history=mode)
-        out[mode] = (semantic_text(conv["a"], history=mode), semantic_text(conv["b"], history=mode), fa == fb)
-    return out
+    """Per strategy: (text a, text b, comparable) as a cache would compare the two conversations.
+
+    * ``margin``: margin's design: earlier turns in the exact fingerprint, final user turn embedded.
+    * ``last message``: only the final user turns, as popular caches compare (baseline).
+    * ``whole conversation embedded``: everything embedded and verified, nothing exact (baseline).
+    """
+    fa = context_fingerprint("gpt-4o", conv["a"], params={"temperature": 0})
+    fb = context_fingerprint("gpt-4o", conv["b"], params={"temperature": 0})
+    last_a, last_b = semantic_text(conv["a"]), semantic_text(conv["b"])
+    return {
+        "margin": (last_a, last_b, fa == fb),
+        "last message": (last_a, last_b, True),
+        "whole conversation embedded": (render_conversation(conv["a"]), render_conversation(conv["b"]), True),
+    }
 
 
 class EmbeddingStore:
@@ -110,22 +128,51 @@ class EmbeddingStore:
 # --- scoring --------------------------------------------------------------------------------------------
 
 
-class Scored:
-    """One pair set: similarity, gate verdict and label per pair, ready to sweep."""
+class Policy(NamedTuple):
+    """How a hit is decided: cosine >= threshold, then (gate) verify(), then (swap) the word check."""
 
-    def __init__(self, name: str, items: list[dict], sims: list[float], verdicts: list, comparable: list[bool]):
+    threshold: float
+    gate: bool = True
+    swap: float | None = None
+
+    def label(self) -> str:
+        parts = [f"threshold {self.threshold:.2f}", "gate on" if self.gate else "no gate"]
+        if self.swap is not None:
+            parts.append(f"swap_similarity {self.swap:.2f}")
+        return ", ".join(parts)
+
+
+class Scored:
+    """One pair set: similarity, gate verdict, swapped-word similarity and label per pair, ready to sweep."""
+
+    def __init__(self, name: str, items: list[dict], pairs: list[tuple[str, str]], comparable: list[bool], store):
         self.name = name
         self.items = items
-        self.sim = np.array(sims)
+        self.sim = np.array([store.sim(a, b) for a, b in pairs])
+        verdicts = [verify(b, a) for a, b in pairs]
         self.gate_ok = np.array([v.ok for v in verdicts])
         self.reason = [v.reason for v in verdicts]
+        changes = [content_changes(b, a) for a, b in pairs]
+        store.ensure([w for c in changes if c for side in c for w in side])
+        self.word_sim = np.array(
+            [changed_words_score(*c, store.vectors.__getitem__)[0] if c and (c[0] or c[1]) else np.nan for c in changes]
+        )
         self.comparable = np.array(comparable)  # False: different fingerprints, never a hit
         self.label = np.array([i["label"] for i in items])
         self.group = [i["group"] for i in items]
 
-    def served(self, threshold: float, gate: bool) -> np.ndarray:
-        s = self.comparable & (self.sim >= threshold)
-        return s & self.gate_ok if gate else s
+    def served(self, p: Policy) -> np.ndarray:
+        s = self.comparable & (self.sim >= p.threshold)
+        if p.gate:
+            s &= self.gate_ok
+        if p.swap is not None:
+            s &= np.isnan(self.word_sim) | (self.word_sim >= p.swap)
+        return s
+
+    def why_refused(self, i: int, p: Policy) -> str:
+        if p.gate and not self.gate_ok[i]:
+            return self.reason[i] or "?"
+        return "swap"
 
     def rates(self, served: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
         mask = np.ones_like(served) if mask is None else mask
@@ -143,64 +190,56 @@ class Scored:
 
 
 def score_questions(name: str, items: list[dict], store: EmbeddingStore) -> Scored:
-    sims = [store.sim(i["a"], i["b"]) for i in items]
-    verdicts = [verify(i["b"], i["a"]) for i in items]
-    return Scored(name, items, sims, verdicts, [True] * len(items))
+    return Scored(name, items, [(i["a"], i["b"]) for i in items], [True] * len(items), store)
 
 
 def score_conversations(items: list[dict], store: EmbeddingStore, mode: str) -> Scored:
-    sims, verdicts, comparable = [], [], []
-    for item in items:
-        a, b, same_fp = item["views"][mode]
-        sims.append(store.sim(a, b))
-        verdicts.append(verify(b, a))
-        comparable.append(same_fp)
-    return Scored(f"conversations ({mode} history)", items, sims, verdicts, comparable)
+    views = [item["views"][mode] for item in items]
+    return Scored(f"fow-cache conversation pairs, {mode}", items, [v[:2] for v in views], [v[2] for v in views], store)
 
 
-def best_threshold(scored: list[Scored], gate: bool, max_wrong: float = MAX_WRONG) -> tuple[float, dict]:
-    """Highest pooled recall with a pooled wrong-hit rate <= max_wrong (ties: the higher threshold)."""
-    best: tuple[float, dict] | None = None
-    for t in THRESHOLDS:
-        tp = fp = pos = neg = 0
-        for s in scored:
-            r = s.rates(s.served(t, gate))
-            tp, fp, pos, neg = tp + r["tp"], fp + r["fp"], pos + r["pos"], neg + r["neg"]
-        rates = {"recall": tp / pos, "wrong": fp / neg}
-        if rates["wrong"] <= max_wrong and (best is None or rates["recall"] > best[1]["recall"]):
-            best = (t, rates)
-    return best if best is not None else (1.0, {"recall": 0.0, "wrong": 0.0})
+def tune(scored: Scored, gate: bool, swaps: list[float | None], max_wrong: float) -> tuple[Policy, dict]:
+    """The policy with the highest recall whose wrong-hit rate is <= max_wrong (ties: higher threshold)."""
+    best: tuple[Policy, dict] | None = None
+    for swap in swaps:
+        for t in THRESHOLDS:
+            p = Policy(t, gate, swap)
+            r = scored.rates(scored.served(p))
+            if r["wrong"] <= max_wrong and (best is None or r["recall"] > best[1]["recall"]):
+                best = (p, r)
+    return best if best is not None else (Policy(1.0, gate), {"recall": 0.0, "wrong": 0.0})
 
 
 def pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.1f}%"
 
 
-def sweep_table(s: Scored, thresholds: list[float]) -> list[str]:
+def sweep_table(s: Scored, thresholds: list[float], swap: float | None) -> list[str]:
     lines = [
-        f"**{s.name}** ({int(s.label.sum())} should-hit, {int((~s.label).sum())} traps)",
+        f"**{s.name}** ({int(s.label.sum())} should-hit, {int((~s.label).sum())} traps). Recall / wrong hits / "
+        f"precision: cosine only; cosine + verify(); cosine + verify() + word check at swap_similarity {swap}",
         "",
-        "| threshold | recall | wrong hits | precision | recall, gate | wrong hits, gate | precision, gate |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| threshold | recall | wrong | precision | recall, gate | wrong, gate | precision, gate "
+        "| recall, gate+swap | wrong, gate+swap | precision, gate+swap |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for t in thresholds:
-        a, b = s.rates(s.served(t, False)), s.rates(s.served(t, True))
-        lines.append(
-            f"| {t:.2f} | {pct(a['recall'])} | {pct(a['wrong'])} | {pct(a['precision'])} "
-            f"| {pct(b['recall'])} | {pct(b['wrong'])} | {pct(b['precision'])} |"
-        )
+        cells = []
+        for p in (Policy(t, False), Policy(t, True), Policy(t, True, swap)):
+            r = s.rates(s.served(p))
+            cells += [pct(r["recall"]), pct(r["wrong"]), pct(r["precision"])]
+        lines.append(f"| {t:.2f} | " + " | ".join(cells) + " |")
     return lines
 
 
-def group_table(s: Scored, threshold: float) -> list[str]:
+def group_table(s: Scored, p: Policy) -> list[str]:
     lines = [
-        f"**{s.name}** at threshold {threshold:.2f}, by kind (should-hit kinds: share served; traps: share "
-        "served = wrong hits)",
+        f"**{s.name}** at {p.label()}, by kind (should-hit kinds: share served; traps: share served = wrong hits)",
         "",
-        "| kind | pairs | served, no gate | served, gate | refused by gate (why) |",
+        "| kind | pairs | served, cosine only | served | refused after the threshold (why) |",
         "|---|---:|---:|---:|---|",
     ]
-    no_gate, gated = s.served(threshold, False), s.served(threshold, True)
+    plain, chosen = s.served(Policy(p.threshold, False)), s.served(p)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, g in enumerate(s.group):
         groups[("hit: " if s.label[i] else "trap: ") + g].append(i)
@@ -208,95 +247,114 @@ def group_table(s: Scored, threshold: float) -> list[str]:
         idx = groups[g]
         reasons: dict[str, int] = defaultdict(int)
         for i in idx:
-            if no_gate[i] and not gated[i]:
-                reasons[s.reason[i] or "?"] += 1
+            if plain[i] and not chosen[i]:
+                reasons[s.why_refused(i, p)] += 1
         why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
-        lines.append(
-            f"| {g} | {len(idx)} | {pct(no_gate[idx].mean())} | {pct(gated[idx].mean())} | {why or '-'} |"
-        )
+        lines.append(f"| {g} | {len(idx)} | {pct(plain[idx].mean())} | {pct(chosen[idx].mean())} | {why or '-'} |")
     return lines
 
 
-def through_cache(items: list[dict], store: EmbeddingStore, threshold: float) -> tuple[int, int]:
-    """The held-out pairs run through SemanticCache itself (one fresh partition per pair): (tp, fp)."""
+def conversation_summary(conv: dict[str, Scored], p: Policy) -> list[str]:
+    lines = [
+        f"**fow-cache conversation pairs** (tuning set), three ways to compare conversations, at {p.label()}",
+        "",
+        "| strategy | recall, cosine only | wrong, cosine only | recall | wrong |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for mode, s in conv.items():
+        a, b = s.rates(s.served(Policy(p.threshold, False))), s.rates(s.served(p))
+        lines.append(f"| {mode} | {pct(a['recall'])} | {pct(a['wrong'])} | {pct(b['recall'])} | {pct(b['wrong'])} |")
+    return lines
+
+
+def through_cache(items: list[dict], store: EmbeddingStore, p: Policy) -> tuple[int, int]:
+    """Pairs run through SemanticCache itself (one fresh partition per pair): (right hits, wrong hits)."""
 
     class _Precomputed:
         dim = 384
 
         def embed(self, texts: list[str]) -> np.ndarray:
+            store.ensure(texts)
             return np.stack([store.vectors[t] for t in texts])
 
-    cache = SemanticCache(_Precomputed(), threshold=threshold, max_entries=10_000)
+    cache = SemanticCache(
+        _Precomputed(), threshold=p.threshold, swap_similarity=p.swap, verifier=verify if p.gate else None
+    )
     tp = fp = 0
     for n, item in enumerate(items):
-        fp_key = f"pair-{n}"
-        cache.store("bench", fp_key, item["a"], {"answer": n})
-        hit = cache.lookup("bench", fp_key, item["b"])
-        if hit is not None:
+        cache.store("bench", f"pair-{n}", item["a"], {"answer": n})
+        if cache.lookup("bench", f"pair-{n}", item["b"]) is not None:
             tp, fp = (tp + 1, fp) if item["label"] else (tp, fp + 1)
     return tp, fp
 
 
-def run_quality(max_wrong: float) -> dict:
+def run_quality(max_wrong: float, show_heldout: bool = True) -> dict:
     pairs = load_pairs()
     for conv in pairs["conversations"]:
         conv["views"] = conversation_views(conv)
     texts = [t for i in pairs["generated"] + pairs["heldout"] for t in (i["a"], i["b"])]
-    texts += [t for c in pairs["conversations"] for mode in c["views"].values() for t in mode[:2]]
-    embedder = MiniLMEmbedder(threads=2)
-    store = EmbeddingStore(embedder)
+    texts += [t for c in pairs["conversations"] for view in c["views"].values() for t in view[:2]]
+    store = EmbeddingStore(MiniLMEmbedder(threads=2))
     store.ensure(texts)
 
-    generated = score_questions("generated question pairs (tuning)", pairs["generated"], store)
-    conv_exact = score_conversations(pairs["conversations"], store, "exact")
-    conv_embedded = score_conversations(pairs["conversations"], store, "embedded")
-    heldout = score_questions("fow-cache question pairs (HELD-OUT)", pairs["heldout"], store)
+    generated = score_questions("margin's generated question pairs (TUNING)", pairs["generated"], store)
+    conv = {m: score_conversations(pairs["conversations"], store, m) for m in pairs["conversations"][0]["views"]}
 
-    out: list[str] = ["## Tuning (chosen on these only)", ""]
-    t_gate, r_gate = best_threshold([generated], gate=True, max_wrong=max_wrong)
-    t_plain, r_plain = best_threshold([generated], gate=False, max_wrong=max_wrong)
-    t_conv, r_conv = best_threshold([conv_embedded], gate=True, max_wrong=max_wrong)
-    out += [
-        f"Best threshold with wrong hits <= {pct(max_wrong)} on the generated question pairs: "
-        f"**{t_gate:.2f} with the gate** (recall {pct(r_gate['recall'])}, wrong {pct(r_gate['wrong'])}); "
-        f"{t_plain:.2f} without (recall {pct(r_plain['recall'])}, wrong {pct(r_plain['wrong'])}).",
-        f"Conversations, embedded-history mode, with the gate: {t_conv:.2f} "
-        f"(recall {pct(r_conv['recall'])}, wrong {pct(r_conv['wrong'])}).",
+    chosen, r_chosen = tune(generated, True, SWAPS, max_wrong)
+    gate_only, r_gate_only = tune(generated, True, [None], max_wrong)
+    plain, r_plain = tune(generated, False, [None], max_wrong)
+    out: list[str] = [
+        "## Tuning (defaults chosen on these pairs only)",
+        "",
+        f"Highest recall with wrong hits <= {pct(max_wrong)} on the generated pairs:",
+        "",
+        f"- **{chosen.label()}**: recall {pct(r_chosen['recall'])}, wrong {pct(r_chosen['wrong'])} (chosen)",
+        f"- {gate_only.label()}: recall {pct(r_gate_only['recall'])}, wrong {pct(r_gate_only['wrong'])}",
+        f"- {plain.label()}: recall {pct(r_plain['recall'])}, wrong {pct(r_plain['wrong'])}",
+        "",
+        "fow-cache's conversation pairs cannot move the threshold in margin's design: their earlier turns always "
+        "differ, so the exact fingerprint refuses every pair before any similarity is compared (table below).",
         "",
     ]
     sweep = [t for t in THRESHOLDS if round(t * 100) % 2 == 0 or t >= 0.9]
-    out += sweep_table(generated, sweep) + [""]
-    out += group_table(generated, t_gate) + [""]
-    out += sweep_table(conv_embedded, sweep) + [""]
-    out += group_table(conv_embedded, t_gate) + [""]
-    out += group_table(conv_exact, t_gate) + [""]
+    out += [*sweep_table(generated, sweep, chosen.swap), ""]
+    out += [*group_table(generated, chosen), ""]
+    out += [*conversation_summary(conv, chosen), ""]
+    for mode in ("last message", "whole conversation embedded"):
+        out += [*group_table(conv[mode], chosen), ""]
+    if not show_heldout:
+        print("\n".join(out))
+        return {"policy": chosen}
 
-    out += ["## HELD-OUT: fow-cache's 600 question pairs (not tuned on)", ""]
-    r = heldout.rates(heldout.served(t_gate, True))
-    tp, fp = through_cache(pairs["heldout"], store, t_gate)
+    heldout = score_questions("fow-cache question pairs (HELD-OUT)", pairs["heldout"], store)
+    r = heldout.rates(heldout.served(chosen))
+    tp, fp = through_cache(pairs["heldout"], store, chosen)
     out += [
-        f"At the chosen default (threshold {t_gate:.2f}, gate on): recall **{pct(r['recall'])}** "
-        f"({r['tp']}/{r['pos']}), wrong hits **{pct(r['wrong'])}** ({r['fp']}/{r['neg']}), "
-        f"precision {pct(r['precision'])}. Through SemanticCache itself: {tp} right and {fp} wrong hits.",
+        "## HELD-OUT: fow-cache's 600 question pairs (never tuned on)",
         "",
-    ]
-    out += group_table(heldout, t_gate) + [""]
-    out += sweep_table(heldout, sweep) + [""]
-    plain = heldout.rates(heldout.served(t_plain, False))
-    out += [
-        f"Without the gate, at the threshold tuned without it ({t_plain:.2f}): recall {pct(plain['recall'])}, "
-        f"wrong hits {pct(plain['wrong'])}.",
+        f"At the chosen defaults ({chosen.label()}): recall **{pct(r['recall'])}** ({r['tp']}/{r['pos']}), "
+        f"wrong hits **{pct(r['wrong'])}** ({r['fp']}/{r['neg']}), precision {pct(r['precision'])}. "
+        f"Run through SemanticCache itself: {tp} right and {fp} wrong hits.",
         "",
+        "| policy (each tuned on the generated pairs) | recall | wrong hits | precision |",
+        "|---|---:|---:|---:|",
     ]
+    for p in (chosen, gate_only, plain):
+        rp = heldout.rates(heldout.served(p))
+        out.append(f"| {p.label()} | {pct(rp['recall'])} | {pct(rp['wrong'])} | {pct(rp['precision'])} |")
+    out.append("")
     for style in ("minimal", "reworded"):
         mask = np.array([i.get("style") == style for i in pairs["heldout"]])
-        rs = heldout.rates(heldout.served(t_gate, True), mask)
+        rs = heldout.rates(heldout.served(chosen), mask)
         out.append(
             f"- style `{style}`: recall {pct(rs['recall'])} ({rs['tp']}/{rs['pos']}), "
             f"wrong {pct(rs['wrong'])} ({rs['fp']}/{rs['neg']})"
         )
+    out.append("")
+    out += [*group_table(heldout, chosen), ""]
+    out += [*sweep_table(heldout, sweep, chosen.swap), ""]
     print("\n".join(out))
-    return {"threshold": t_gate}
+    return {"policy": chosen}
 
 
 # --- latency --------------------------------------------------------------------------------------------
@@ -420,6 +478,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quality", action="store_true", help="only the quality tables")
     parser.add_argument("--latency", action="store_true", help="only the latency table")
+    parser.add_argument("--tuning-only", action="store_true", help="do not score the held-out pairs")
     parser.add_argument("--max-wrong", type=float, default=MAX_WRONG, help="wrong-hit budget for tuning")
     parser.add_argument("--sizes", default="10000,100000,1000000", help="entry counts for the latency table")
     parser.add_argument("--queries", type=int, default=500, help="lookups per size (half near, half far)")
@@ -429,7 +488,8 @@ def main() -> None:
     both = not args.quality and not args.latency
     threshold = None
     if args.quality or both:
-        threshold = run_quality(args.max_wrong)["threshold"]
+        policy = run_quality(args.max_wrong, show_heldout=not args.tuning_only)["policy"]
+        threshold = policy.threshold
         print()
     if args.latency or both:
         from margin.cache import DEFAULT_THRESHOLD

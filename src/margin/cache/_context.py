@@ -3,22 +3,22 @@
 The split (one decision, used by every lookup):
 
 * **Fingerprint (exact).** sha256 over a canonical JSON of the model, the system prompt (a ``system``
-  argument plus every ``system``/``developer`` message), the tool definitions and ``tool_choice``, every
-  request parameter that can change the answer (temperature, top_p, max_tokens, seed, stop, response
-  format, ... : every parameter except a short list that cannot, such as ``stream`` or ``user``), and, in
-  the default ``history="exact"`` mode, every earlier turn of the conversation (text whitespace-normalized,
-  tool calls and tool results included). Two requests share cache entries only when all of that is equal,
-  so the same words under another system prompt, model, temperature or conversation never hit.
-* **Semantic text (embedded, then verified).** In ``"exact"`` mode, only the final user turn: the rest of
-  the conversation already matched exactly. In ``history="embedded"`` mode the earlier turns leave the
-  fingerprint and go into the text instead (final user turn first, then earlier turns newest first, so an
-  embedding model's token limit cuts the oldest); the verification gate then compares the whole rendered
-  conversation, so a different name, number or negation anywhere in it refuses the hit. This serves
-  reworded conversations that exact matching never can, at a measured risk (``bench/cache``).
+  argument plus every ``system``/``developer`` message), the tool definitions, every request parameter
+  that can change the answer (temperature, top_p, max_tokens, seed, stop, tool_choice, response format,
+  ...: every parameter except a short list that cannot, such as ``stream`` or ``user``), and every earlier
+  turn of the conversation (text whitespace-normalized; tool calls and tool results included). Two
+  requests share cache entries only when all of that is equal, so the same words under another system
+  prompt, model, temperature or conversation never hit.
+* **Semantic text (embedded, then verified).** The final user turn only: the rest of the conversation
+  has already matched exactly.
 
-Either way the whole conversation is compared; only the final user turn is ever compared loosely in
-``"exact"`` mode. A request whose last message is not a user turn (a tool result, an assistant prefill)
-is not cacheable: :func:`semantic_text` returns ``None``.
+So the whole conversation is compared, and only its last user turn loosely. Embedding the earlier turns
+instead was measured and rejected (``bench/cache``, fow-cache's conversation pairs): a reworded or
+chattier history almost never passes the verification gate, while a swapped detail deep in a long
+history does not move the embedding enough, so it served few right answers and many wrong ones; and
+comparing only the last message, as popular caches do, serves "cancel it" from one chat in another. A
+request whose last message is not a user turn (a tool result, an assistant prefill) is not cacheable:
+:func:`semantic_text` returns ``None``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
-__all__ = ["History", "context_fingerprint", "message_text", "semantic_text"]
+__all__ = ["context_fingerprint", "message_text", "semantic_text"]
 
-History = Literal["exact", "embedded"]
 FINGERPRINT_VERSION = 1
 
 # Request fields that cannot change the answer's content. Everything else is part of the fingerprint.
@@ -87,34 +86,12 @@ def _is_user_turn(message: Mapping[str, Any] | None) -> bool:
     return message is not None and message.get("role") == "user" and bool(message_text(message.get("content")))
 
 
-def semantic_text(
-    messages: Sequence[Mapping[str, Any]], *, history: History = "exact", max_chars: int = 4000
-) -> str | None:
-    """The text to embed and verify, or ``None`` when the request is not cacheable.
-
-    ``"exact"``: the final user turn. ``"embedded"``: the final user turn, then the earlier turns newest
-    first as ``role: text`` lines (``max_chars`` bounds the result; the gate sees this same text).
-    """
+def semantic_text(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """The final user turn's text (to embed and verify), or ``None`` when the request is not cacheable."""
     _, turns = _split(messages)
     if not turns or not _is_user_turn(turns[-1]):
         return None
-    last = message_text(turns[-1].get("content"))
-    if history == "exact":
-        return last
-    if history != "embedded":
-        raise ValueError(f"history must be 'exact' or 'embedded', not {history!r}")
-    lines = [last]
-    size = len(last)
-    for m in reversed(turns[:-1]):
-        text = message_text(m.get("content"))
-        if not text:
-            continue
-        line = f"{m.get('role', '')}: {text}"
-        if size + len(line) + 1 > max_chars:
-            break
-        lines.append(line)
-        size += len(line) + 1
-    return "\n".join(lines)
+    return message_text(turns[-1].get("content"))
 
 
 def context_fingerprint(
@@ -124,7 +101,6 @@ def context_fingerprint(
     system: Any = None,
     tools: Any = None,
     params: Mapping[str, Any] | None = None,
-    history: History = "exact",
 ) -> str:
     """sha256 hex of everything that must match exactly for two requests to share a cached answer.
 
@@ -132,20 +108,16 @@ def context_fingerprint(
     that cannot change the answer (stream, user, metadata, ...) are dropped. ``system`` is a top-level
     system prompt (Anthropic style); system/developer messages are taken from ``messages`` as well.
     """
-    if history not in ("exact", "embedded"):
-        raise ValueError(f"history must be 'exact' or 'embedded', not {history!r}")
     sys_msgs, turns = _split(messages)
     kept = {k: _canonical(v) for k, v in (params or {}).items() if k not in _IGNORED_PARAMS and v is not None}
     earlier = turns[:-1] if turns and _is_user_turn(turns[-1]) else turns
-    doc: dict[str, Any] = {
+    doc = {
         "v": FINGERPRINT_VERSION,
-        "history": history,
         "model": _norm(model),
         "system": [_canonical(system), *sys_msgs] if system is not None else sys_msgs,
         "tools": _canonical(tools) if tools is not None else None,
         "params": kept,
+        "turns": [{k: _canonical(v) for k, v in m.items()} for m in earlier],
     }
-    if history == "exact":
-        doc["turns"] = [{k: _canonical(v) for k, v in m.items()} for m in earlier]
     blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

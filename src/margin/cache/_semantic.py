@@ -44,13 +44,14 @@ import numpy as np
 
 from ._embed import CacheError, Embedder
 from ._index import HnswDtype, VectorIndex
-from ._verify import Verdict, verify
+from ._verify import Verdict, content_changes, verify
 
-__all__ = ["DEFAULT_THRESHOLD", "DEFAULT_TOP_K", "Hit", "Lookup", "Refusal", "SemanticCache"]
+__all__ = ["DEFAULT_SWAP_SIMILARITY", "DEFAULT_THRESHOLD", "DEFAULT_TOP_K", "Hit", "Lookup", "Refusal", "SemanticCache"]
 
 # Chosen from bench/cache (see docs/savings.md); the measurements that set them are in bench/cache/README.md.
-DEFAULT_THRESHOLD = 0.80
+DEFAULT_THRESHOLD = 0.89
 DEFAULT_TOP_K = 3
+DEFAULT_SWAP_SIMILARITY = 0.55
 DEFAULT_TTL_SECONDS = 24 * 3600.0
 DEFAULT_MAX_ENTRIES = 100_000
 
@@ -107,6 +108,19 @@ class _Partition:
     by_text: dict[str, int] = field(default_factory=dict)
 
 
+def changed_words_score(
+    added: tuple[str, ...], removed: tuple[str, ...], vector_of: Callable[[str], np.ndarray]
+) -> tuple[float, str]:
+    """How well the words a minimal edit changed match each other: the lowest, over every changed word, of
+    its best cosine with a changed word on the other side; 1.0 (no objection) when words were only added or
+    only dropped."""
+    if not added or not removed:
+        return 1.0, f"{'added' if added else 'dropped'} {', '.join(added or removed)}"
+    sims = np.array([[float(vector_of(x) @ vector_of(y)) for y in removed] for x in added])
+    score = float(min(sims.max(axis=1).min(), sims.max(axis=0).min()))
+    return score, f"{'/'.join(added)} vs {'/'.join(removed)}: {score:.3f}"
+
+
 class SemanticCache:
     def __init__(
         self,
@@ -117,6 +131,7 @@ class SemanticCache:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         ttl_seconds: float | None = DEFAULT_TTL_SECONDS,
         verifier: Callable[[str, str], Verdict] | None = verify,
+        swap_similarity: float | None = DEFAULT_SWAP_SIMILARITY,
         adapt_margin: float = 0.01,
         max_wrong_reports: int = 3,
         hnsw_threshold: int | None = 100_000,
@@ -136,6 +151,7 @@ class SemanticCache:
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
         self.verifier = verifier
+        self.swap_similarity = swap_similarity
         self.adapt_margin = adapt_margin
         self.max_wrong_reports = max_wrong_reports
         self._index_opts = {"hnsw_threshold": hnsw_threshold, "hnsw_dtype": hnsw_dtype}
@@ -181,29 +197,45 @@ class SemanticCache:
         refusals: list[Refusal] = []
         with self._lock:
             part = self._partitions.get(key)
-            candidates = part.index.search(vector, self.top_k) if part is not None else []
-            for entry_id, sim in candidates:
+            found = part.index.search(vector, self.top_k) if part is not None else []
+            candidates = []
+            for entry_id, sim in found:
                 entry = self._entries.get(entry_id)
-                if entry is None or entry.expires_at <= now:
-                    continue
-                if sim < entry.threshold:
-                    refusals.append(
-                        Refusal(entry_id, sim, "threshold", f"{sim:.4f} < {entry.threshold:.4f}", entry.text)
-                    )
-                    continue
-                if self.verifier is not None:
-                    verdict = self.verifier(text, entry.text)
-                    if not verdict.ok:
-                        refusals.append(Refusal(entry_id, sim, verdict.reason or "custom", verdict.detail, entry.text))
-                        continue
-                for r in refusals:
-                    self._stats[f"refused_{r.reason}"] += 1
-                self._stats["hits"] += 1
-                return Lookup(self._serve(entry, sim, now, exact=False), tuple(refusals), vector)
+                if entry is not None and entry.expires_at > now:
+                    candidates.append((entry_id, sim, entry.text, entry.threshold))
+        # The gate and the word check run outside the lock (the word check may embed two words).
+        chosen: tuple[int, float] | None = None
+        for entry_id, sim, cached_text, threshold in candidates:
+            refusal = self._check(text, entry_id, sim, cached_text, threshold)
+            if refusal is None:
+                chosen = (entry_id, sim)
+                break
+            refusals.append(refusal)
+        with self._lock:
             for r in refusals:
                 self._stats[f"refused_{r.reason}"] += 1
-            self._stats["misses"] += 1
-            return Lookup(None, tuple(refusals), vector)
+            entry = self._entries.get(chosen[0]) if chosen is not None else None
+            if entry is None:
+                self._stats["misses"] += 1
+                return Lookup(None, tuple(refusals), vector)
+            self._stats["hits"] += 1
+            return Lookup(self._serve(entry, chosen[1], now, exact=False), tuple(refusals), vector)
+
+    def _check(self, text: str, entry_id: int, sim: float, cached_text: str, threshold: float) -> Refusal | None:
+        """Why the candidate may not be served, or None when it may."""
+        if sim < threshold:
+            return Refusal(entry_id, sim, "threshold", f"{sim:.4f} < {threshold:.4f}", cached_text)
+        if self.verifier is not None:
+            verdict = self.verifier(text, cached_text)
+            if not verdict.ok:
+                return Refusal(entry_id, sim, verdict.reason or "custom", verdict.detail, cached_text)
+        if self.swap_similarity is not None:
+            changes = content_changes(text, cached_text)
+            if changes is not None and changes[0] and changes[1]:
+                score, detail = changed_words_score(*changes, self._embed)
+                if score < self.swap_similarity:
+                    return Refusal(entry_id, sim, "swap", f"{detail} < {self.swap_similarity}", cached_text)
+        return None
 
     def store(
         self,
@@ -277,7 +309,10 @@ class SemanticCache:
                 if old is not None:
                     self._remove(old)
             self._partitions[key] = part
-            entries = [_Entry(next(self._ids), key, t, p, now, expires, self.threshold) for t, p in zip(texts, payloads)]
+            entries = [
+                _Entry(next(self._ids), key, t, p, now, expires, self.threshold)
+                for t, p in zip(texts, payloads, strict=True)
+            ]
             part.index.add_many(np.array([e.id for e in entries], dtype=np.int64), vectors)
             for e in entries:
                 part.by_text[e.text] = e.id

@@ -32,7 +32,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["Features", "Verdict", "features", "verify"]
+__all__ = ["Features", "Verdict", "content_changes", "features", "verify"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ _DATE_WORDS = {
 _NEGATORS = frozenset(
     {
         # English
-        "not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor", "without", "cannot",
+        "not", "no", "never", "avoid", "none", "nobody", "nothing", "nowhere", "neither", "nor", "without", "cannot",
         "unable", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "cant", "couldnt", "wouldnt",
         "shouldnt", "wont", "havent", "hasnt", "hadnt", "mustnt", "neednt", "aint",
         # German, Dutch
@@ -145,7 +145,9 @@ _ANTONYMS = (
     ("charge", "refund"), ("male", "female"), ("men", "women"), ("north", "south"),
     ("east", "west"), ("private", "public"), ("internal", "external"), ("domestic", "international"),
     ("online", "offline"), ("online", "in-store"), ("encrypt", "decrypt"), ("compress", "decompress"),
-    ("agree", "disagree"), ("like", "dislike"), ("wet", "dry"), ("full", "empty"), ("free", "paid"),
+    ("agree", "disagree"), ("good", "bad"), ("better", "worse"), ("best", "worst"), ("valid", "expired"),
+    ("top", "bottom"), ("positive", "negative"), ("like", "dislike"), ("wet", "dry"), ("full", "empty"),
+    ("free", "paid"),
 )  # fmt: skip
 _ANTONYM_OF: dict[str, frozenset[str]] = {}
 for _a, _b in _ANTONYMS:
@@ -165,20 +167,21 @@ _SCOPE = {
     "more": "more", "less": "less", "fewer": "less", "few": "few", "several": "several", "both": "both",
     "either": "either", "whole": "whole", "entire": "whole", "total": "total", "overall": "total",
     "combined": "total", "altogether": "total", "partial": "partial", "partially": "partial", "half": "half",
-    "multiple": "multiple", "individual": "each", "individually": "each", "other": "other", "others": "other",
-    "another": "other", "different": "other", "same": "same", "before": "before", "after": "after",
-    "since": "since", "until": "until", "till": "until", "within": "within", "between": "between",
+    "multiple": "multiple", "individual": "each", "individually": "each", "same": "same", "before": "before",
+    "after": "after", "since": "since", "until": "until", "till": "until", "within": "within",
     "above": "above", "below": "below", "over": "over", "under": "under", "than": "than", "max": "max",
     "maximum": "max", "highest": "max", "min": "min", "minimum": "min", "lowest": "min", "except": "except",
     "excluding": "except", "including": "including", "always": "always", "sometimes": "sometimes",
     "usually": "usually", "extra": "extra", "additional": "extra", "cheapest": "cheapest", "cheaper": "cheaper",
-    "expensive": "expensive", "best": "best", "worst": "worst", "biggest": "biggest", "largest": "biggest",
-    "smallest": "smallest", "longest": "longest", "shortest": "shortest",
+    "expensive": "expensive", "biggest": "biggest", "largest": "biggest", "smallest": "smallest",
+    "longest": "longest", "shortest": "shortest", "best": "best", "worst": "worst",
     # other languages, the commonest quantifiers
     "alle": "all", "tous": "all", "toutes": "all", "todos": "all", "todas": "all", "tutti": "all",
     "jeder": "every", "chaque": "each", "cada": "each", "ogni": "each", "nur": "only", "seulement": "only",
     "solo": "only", "apenas": "only", "solamente": "only",
 }  # fmt: skip
+# "the best way to ..." asks how, not which is best.
+_BEST_WAY = re.compile(r"\b(?:best|easiest|quickest|fastest|simplest)\s+(?:way|method|option)s?\b")
 
 # Words that may start a sentence without naming anything. Lowercase.
 _COMMON_STARTERS = frozenset(
@@ -193,6 +196,17 @@ _COMMON_STARTERS = frozenset(
     contact print download upload share view edit create move switch any some all every each other""".split()
 )
 _TITLES = frozenset({"mr", "mrs", "ms", "dr", "prof", "sir", "madam", "st"})
+
+# Function words: a swap of one of these is no change of topic (see content_swap). English only.
+_FUNCTION_WORDS = frozenset(
+    """a an the this that these those there here it its is are was were be been being am do does did done
+    can could will would shall should may might must have has had having i me my mine we our ours us you
+    your yours he him his she her they them their theirs what which who whom whose when where why how
+    whats hows if then so and or but of to in on at for from with by about as into onto than too very just
+    also please i'm i've i'd i'll it's there's what's that's let's you're we're they're get got getting
+    able possible way any some much many there's go going need want like know tell give make use way ok
+    okay hi hello hey thanks thank yes sure well still really actually currently now""".split()
+)
 
 # --- tokenization ---------------------------------------------------------------------------------------
 
@@ -369,6 +383,8 @@ def features(text: str) -> Features:
     if not lower.isascii():
         negations += sum(lower.count(piece) for piece in _CJK_NEGATORS)
     scope = {_SCOPE[w] for w in words & _SCOPE_KEYS}
+    if "best" in scope and _BEST_WAY.search(lower) and lower.count("best") == 1:
+        scope.discard("best")
     words.update(_PHRASAL_NORM.get(a, a) + b for a, b in _PHRASAL.findall(lower))
     return Features(
         numbers=frozenset(numbers),
@@ -393,7 +409,8 @@ def _sentence_starts(text: str) -> set[int]:
 
 def _present(entity: str, other: Features) -> bool:
     if entity.isalpha():
-        return entity in other.words
+        # "PDF" and "PDFs" name the same thing.
+        return entity in other.words or entity + "s" in other.words or entity[:-1] in other.words
     if entity not in other.lower:
         return False
     return re.search(r"(?<!\w)" + re.escape(entity) + r"(?!\w)", other.lower) is not None
@@ -435,6 +452,49 @@ def _antonym_flip(a: Features, b: Features) -> str | None:
                 if w.startswith(prefix) and len(w) - len(prefix) >= 4 and w[len(prefix) :] in x:
                     return f"{w[len(prefix) :]} vs {w}"
     return None
+
+
+_INFLECTIONS = ("ies", "es", "s", "ed", "ing", "d")
+
+
+def _stem(word: str) -> str:
+    """The word without one inflectional ending ("invoices" -> "invoic", "merging" -> "merg")."""
+    for suffix in _INFLECTIONS:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+# Words a rewording adds or drops without changing the question.
+_FILLERS = frozenset(
+    """please kindly exactly actually currently available possible anyway quickly right now today's here
+    there just really still even again ever somehow also maybe perhaps basically""".split()
+)
+MAX_CHANGED_WORDS = 1
+
+
+def content_changes(query: str, candidate: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The content words only the query has and only the candidate has, when the two texts are a minimal
+    edit of each other (at most ``MAX_CHANGED_WORDS`` changed on each side, inflections and fillers
+    ignored); None when they differ more than that (a rewording: the similarity threshold decides).
+
+    A one-word swap is how many near-miss questions differ ("Is the bridge open/shut to cyclists?",
+    "dosage of ibuprofen/aspirin"), and also how harmless rewordings do ("price"/"cost"). Word lists
+    cannot tell the two apart; ``SemanticCache`` asks its embedder how close the two words are
+    (``swap_similarity``). Measured on margin's tuning pairs, extending this to two changed words, or
+    refusing a word added with nothing in its place, refused far more paraphrases ("What are the steps
+    to ...", "What's the process for ...") than traps, so neither is done.
+    """
+    a, b = features(query), features(candidate)
+    only_a = {w for w in a.words - b.words if w not in _FUNCTION_WORDS and w not in _NEGATORS and w not in _FILLERS}
+    only_b = {w for w in b.words - a.words if w not in _FUNCTION_WORDS and w not in _NEGATORS and w not in _FILLERS}
+    if len(only_a) > MAX_CHANGED_WORDS or len(only_b) > MAX_CHANGED_WORDS:
+        return None
+    stems_a, stems_b = {_stem(w) for w in only_a}, {_stem(w) for w in only_b}
+    changed_a = tuple(sorted(w for w in only_a if _stem(w) not in stems_b))
+    changed_b = tuple(sorted(w for w in only_b if _stem(w) not in stems_a))
+    return changed_a, changed_b
 
 
 def verify(query: str, candidate: str) -> Verdict:
