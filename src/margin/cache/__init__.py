@@ -16,10 +16,11 @@ See docs/savings.md for the settings and their measured trade-offs, bench/cache 
 from ._context import context_fingerprint, message_text, semantic_text
 from ._embed import CacheError, Embedder, MiniLMEmbedder, normalize_rows
 from ._index import VectorIndex
-from ._semantic import DEFAULT_THRESHOLD, DEFAULT_TOP_K, Hit, Lookup, Refusal, SemanticCache
-from ._verify import Verdict, verify
+from ._semantic import DEFAULT_SWAP_SIMILARITY, DEFAULT_THRESHOLD, DEFAULT_TOP_K, Hit, Lookup, Refusal, SemanticCache
+from ._verify import Verdict, content_changes, verify
 
 __all__ = [
+    "DEFAULT_SWAP_SIMILARITY",
     "DEFAULT_THRESHOLD",
     "DEFAULT_TOP_K",
     "CacheError",
@@ -31,6 +32,7 @@ __all__ = [
     "SemanticCache",
     "VectorIndex",
     "Verdict",
+    "content_changes",
     "context_fingerprint",
     "message_text",
     "normalize_rows",

@@ -11,9 +11,16 @@ A lookup, in order:
 2. otherwise the text is embedded and the ``top_k`` nearest entries of the partition are taken, most
    similar first; a candidate is refused when its similarity is below its threshold (the cache's
    ``threshold``, or a higher one the entry learned, below), then when the verification gate
-   (:func:`margin.cache.verify`) finds a differing number, date, name, negation or scope word; the first
-   candidate that passes both is the hit. Every refusal is recorded with its reason (``lookup_detailed``
-   returns them; ``stats`` counts them).
+   (:func:`margin.cache.verify`) finds a differing number, date, name, negation or scope word, then when
+   the two texts differ by one swapped content word each and the embedder puts those two words further
+   apart than ``swap_similarity`` ("open"/"shut", "train"/"bus"; "price"/"cost" passes); the first
+   candidate that passes all three is the hit. Every refusal is recorded with its reason
+   (``lookup_detailed`` returns them; ``stats`` counts them).
+
+Defaults (``threshold`` 0.89, ``swap_similarity`` 0.55, ``top_k`` 3) were chosen on margin's tuning pairs
+for all-MiniLM-L6-v2 int8 (``bench/cache``); another embedder needs its own. On fow-cache's held-out
+question pairs they serve 45% of true paraphrases at 3.3% wrong hits: short of the 1% goal (see
+docs/savings.md for the trade-off table and how to watch it).
 
 Entries expire ``ttl_seconds`` after they were stored (a hit does not extend that: an answer ages
 whether or not it is served), and the least recently used entry is evicted when a store would exceed
@@ -43,12 +50,13 @@ from typing import Any
 import numpy as np
 
 from ._embed import CacheError, Embedder
-from ._index import HnswDtype, VectorIndex
+from ._index import DEFAULT_HNSW_THRESHOLD, HnswDtype, VectorIndex
 from ._verify import Verdict, content_changes, verify
 
 __all__ = ["DEFAULT_SWAP_SIMILARITY", "DEFAULT_THRESHOLD", "DEFAULT_TOP_K", "Hit", "Lookup", "Refusal", "SemanticCache"]
 
-# Chosen from bench/cache (see docs/savings.md); the measurements that set them are in bench/cache/README.md.
+# Chosen on margin's tuning pairs by bench/cache (highest recall at <= 1% wrong hits there); measured on the
+# held-out pairs in bench/cache/README.md and docs/savings.md.
 DEFAULT_THRESHOLD = 0.89
 DEFAULT_TOP_K = 3
 DEFAULT_SWAP_SIMILARITY = 0.55
@@ -134,7 +142,7 @@ class SemanticCache:
         swap_similarity: float | None = DEFAULT_SWAP_SIMILARITY,
         adapt_margin: float = 0.01,
         max_wrong_reports: int = 3,
-        hnsw_threshold: int | None = 100_000,
+        hnsw_threshold: int | None = DEFAULT_HNSW_THRESHOLD,
         hnsw_dtype: HnswDtype = "f16",
         embed_memo: int = 256,
         clock: Callable[[], float] = time.monotonic,
