@@ -373,7 +373,8 @@ class SemanticCache:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {**self._stats, "entries": len(self._entries), "partitions": len(self._partitions)}
+            base = dict.fromkeys(("lookups", "hits", "exact_hits", "misses", "stores", "evicted_lru", "expired"), 0)
+            return {**base, **self._stats, "entries": len(self._entries), "partitions": len(self._partitions)}
 
     # --- internals --------------------------------------------------------------------------------------
 
