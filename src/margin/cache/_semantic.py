@@ -29,8 +29,8 @@ whether or not it is served), and the least recently used entry is evicted when 
 Per-entry thresholds (a simple form of vCache's idea): ``report(hit, correct=False)`` says a served hit
 was wrong, and that entry's own threshold rises to just above the similarity of the hit
 (``similarity + adapt_margin``), so the same query, and anything less similar, is no longer served from
-it; an entry reported wrong ``max_wrong_reports`` times is dropped. ``correct=True`` is counted only:
-thresholds never fall below the cache's ``threshold``.
+it; an entry reported wrong ``max_wrong_reports`` times, or wrong on an exact-text hit, is dropped.
+``correct=True`` is counted only: thresholds never fall below the cache's ``threshold``.
 
 In memory, synchronous, safe to call from several threads (one lock around the state; embedding runs
 outside it). Payloads are opaque (bytes, a dict, ...) and returned as stored: do not mutate them.

@@ -16,13 +16,16 @@ explicit features of the two texts and refuses when any of these differ:
 * ``negation``: not/no/never/without/n't/unable... (and the main negators of German, French, Spanish,
   Portuguese, Italian, Dutch, Russian, Chinese, Japanese, Korean), counted; a small list of English
   antonym pairs (open/closed, enable/disable, include/exclude, ...) and un-/in-/dis- prefixes (safe/unsafe).
-* ``scope``: quantifiers and comparison words (all/some/every/each/any/only/first/last/more/less/before/
-  after/between/within/most/least/than/...), as a set.
+* ``scope``: quantifiers and comparison words (all/every/each/only/first/last/next/more/less/before/
+  after/within/most/least/than/best/cheapest/...), as a set ("the best way to" does not count).
 
 Pure Python, no model: features of a text are computed once and memoized (a stored entry's text is
-verified against many queries). Typical cost is well under 50 µs per pair. The gate only refuses; it
-never turns a miss into a hit, so its failure mode is a lower hit rate (paraphrases that happen to differ
-in one of these words), measured in ``bench/cache``.
+verified against many queries); a pair costs about 50 µs at the median when the query is new (measured in
+``bench/cache``). The gate only refuses; it never turns a miss into a hit, so its cost is a lower hit rate
+(paraphrases that happen to differ in one of these words), also measured there.
+
+:func:`content_changes` finds the one-word swaps ("open"/"shut") that the lists cannot judge;
+``SemanticCache`` settles those with its embedder.
 """
 
 from __future__ import annotations
