@@ -1,0 +1,419 @@
+"""``SemanticCache``: serve a stored answer to a request that means the same as an earlier one.
+
+Entries live in partitions keyed by ``(scope, fingerprint)``: ``scope`` is who may share answers (a
+string such as ``"key:k_123"``, ``"team:data"``, ``"project:web"`` or ``"global"``), ``fingerprint`` is
+:func:`margin.cache.context_fingerprint` of everything that must match exactly (model, system prompt,
+tools, sampling parameters, earlier turns). A lookup never looks outside its own partition.
+
+A lookup, in order:
+
+1. the same text already stored in the partition: a hit at similarity 1.0, without embedding;
+2. otherwise the text is embedded and the ``top_k`` nearest entries of the partition are taken, most
+   similar first; a candidate is refused when its similarity is below its threshold (the cache's
+   ``threshold``, or a higher one the entry learned, below), then when the verification gate
+   (:func:`margin.cache.verify`) finds a differing number, date, name, negation or scope word, then when
+   the two texts differ by one swapped content word each and the embedder puts those two words further
+   apart than ``swap_similarity`` ("open"/"shut", "train"/"bus"; "price"/"cost" passes); the first
+   candidate that passes all three is the hit. Every refusal is recorded with its reason
+   (``lookup_detailed`` returns them; ``stats`` counts them).
+
+Defaults (``threshold`` 0.89, ``swap_similarity`` 0.55, ``top_k`` 3) were chosen on margin's tuning pairs
+for all-MiniLM-L6-v2 int8 (``bench/cache``); another embedder needs its own. On fow-cache's held-out
+question pairs they serve 45% of true paraphrases at 3.3% wrong hits: short of the 1% goal (see
+docs/savings.md for the trade-off table and how to watch it).
+
+Entries expire ``ttl_seconds`` after they were stored (a hit does not extend that: an answer ages
+whether or not it is served), and the least recently used entry is evicted when a store would exceed
+``max_entries``.
+
+Per-entry thresholds (a simple form of vCache's idea): ``report(hit, correct=False)`` says a served hit
+was wrong, and that entry's own threshold rises to just above the similarity of the hit
+(``similarity + adapt_margin``), so the same query, and anything less similar, is no longer served from
+it; an entry reported wrong ``max_wrong_reports`` times, or wrong on an exact-text hit, is dropped.
+``correct=True`` is counted only: thresholds never fall below the cache's ``threshold``.
+
+In memory, synchronous, safe to call from several threads (one lock around the state; embedding runs
+outside it). Payloads are opaque (bytes, a dict, ...) and returned as stored: do not mutate them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._embed import CacheError, Embedder
+from ._index import DEFAULT_HNSW_THRESHOLD, HnswDtype, VectorIndex
+from ._verify import Verdict, content_changes, verify
+
+__all__ = ["DEFAULT_SWAP_SIMILARITY", "DEFAULT_THRESHOLD", "DEFAULT_TOP_K", "Hit", "Lookup", "Refusal", "SemanticCache"]
+
+# Chosen on margin's tuning pairs by bench/cache (highest recall at <= 1% wrong hits there); measured on the
+# held-out pairs in bench/cache/README.md and docs/savings.md.
+DEFAULT_THRESHOLD = 0.89
+DEFAULT_TOP_K = 3
+DEFAULT_SWAP_SIMILARITY = 0.55
+DEFAULT_TTL_SECONDS = 24 * 3600.0
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A served answer. ``entry_id`` identifies the entry for :meth:`SemanticCache.report`."""
+
+    payload: Any
+    similarity: float
+    entry_id: int
+    cached_text: str
+    threshold: float
+    age_seconds: float
+    exact: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A candidate that was not served: ``reason`` is ``"threshold"`` or the gate's reason
+    (``number``, ``date``, ``entity``, ``negation``, ``scope``, or ``custom`` for a user-supplied gate)."""
+
+    entry_id: int
+    similarity: float
+    reason: str
+    detail: str | None
+    cached_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    hit: Hit | None
+    refusals: tuple[Refusal, ...] = ()
+    vector: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class _Entry:
+    id: int
+    partition: tuple[str, str]
+    text: str
+    payload: Any
+    stored_at: float
+    expires_at: float
+    threshold: float
+    hits: int = 0
+    reported_wrong: int = 0
+    reported_correct: int = 0
+
+
+@dataclass(slots=True)
+class _Partition:
+    index: VectorIndex
+    by_text: dict[str, int] = field(default_factory=dict)
+
+
+def changed_words_score(
+    added: tuple[str, ...], removed: tuple[str, ...], vector_of: Callable[[str], np.ndarray]
+) -> tuple[float, str]:
+    """How well the words a minimal edit changed match each other: the lowest, over every changed word, of
+    its best cosine with a changed word on the other side; 1.0 (no objection) when words were only added or
+    only dropped."""
+    if not added or not removed:
+        return 1.0, f"{'added' if added else 'dropped'} {', '.join(added or removed)}"
+    sims = np.array([[float(vector_of(x) @ vector_of(y)) for y in removed] for x in added])
+    score = float(min(sims.max(axis=1).min(), sims.max(axis=0).min()))
+    return score, f"{'/'.join(added)} vs {'/'.join(removed)}: {score:.3f}"
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        top_k: int = DEFAULT_TOP_K,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        ttl_seconds: float | None = DEFAULT_TTL_SECONDS,
+        verifier: Callable[[str, str], Verdict] | None = verify,
+        swap_similarity: float | None = DEFAULT_SWAP_SIMILARITY,
+        adapt_margin: float = 0.01,
+        max_wrong_reports: int = 3,
+        hnsw_threshold: int | None = DEFAULT_HNSW_THRESHOLD,
+        hnsw_dtype: HnswDtype = "f16",
+        embed_memo: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not -1.0 <= threshold <= 1.0:
+            raise CacheError(f"threshold must be a cosine similarity in [-1, 1], not {threshold}")
+        if top_k < 1 or max_entries < 1:
+            raise CacheError("top_k and max_entries must be >= 1")
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise CacheError("ttl_seconds must be positive (or None for no expiry)")
+        self.embedder = embedder
+        self.threshold = threshold
+        self.top_k = top_k
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self.verifier = verifier
+        self.swap_similarity = swap_similarity
+        self.adapt_margin = adapt_margin
+        self.max_wrong_reports = max_wrong_reports
+        self._index_opts = {"hnsw_threshold": hnsw_threshold, "hnsw_dtype": hnsw_dtype}
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()  # least recently used first
+        self._partitions: dict[tuple[str, str], _Partition] = {}
+        self._expiry: list[tuple[float, int]] = []  # min-heap of (expires_at, entry id)
+        self._ids = itertools.count(1)
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_size = embed_memo
+        self._stats: Counter[str] = Counter()
+
+    # --- public API -------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def lookup(self, scope: str, fingerprint: str, text: str, *, vector: np.ndarray | None = None) -> Hit | None:
+        """The cached answer for ``text`` in this scope and context, or None."""
+        return self.lookup_detailed(scope, fingerprint, text, vector=vector).hit
+
+    def lookup_detailed(self, scope: str, fingerprint: str, text: str, *, vector: np.ndarray | None = None) -> Lookup:
+        """Like :meth:`lookup`, with every refused candidate and the query's embedding (when computed)."""
+        key = (scope, fingerprint)
+        now = self._clock()
+        with self._lock:
+            self._stats["lookups"] += 1
+            self._expire(now)
+            part = self._partitions.get(key)
+            if part is None:
+                self._stats["misses"] += 1
+                return Lookup(None, (), vector)
+            exact_id = part.by_text.get(text)
+            if exact_id is not None:
+                entry = self._entries[exact_id]
+                self._stats["hits"] += 1
+                self._stats["exact_hits"] += 1
+                return Lookup(self._serve(entry, 1.0, now, exact=True), (), vector)
+        if vector is None:
+            vector = self._embed(text)
+        refusals: list[Refusal] = []
+        with self._lock:
+            part = self._partitions.get(key)
+            found = part.index.search(vector, self.top_k) if part is not None else []
+            candidates = []
+            for entry_id, sim in found:
+                entry = self._entries.get(entry_id)
+                if entry is not None and entry.expires_at > now:
+                    candidates.append((entry_id, sim, entry.text, entry.threshold))
+        # The gate and the word check run outside the lock (the word check may embed two words).
+        chosen: tuple[int, float] | None = None
+        for entry_id, sim, cached_text, threshold in candidates:
+            refusal = self._check(text, entry_id, sim, cached_text, threshold)
+            if refusal is None:
+                chosen = (entry_id, sim)
+                break
+            refusals.append(refusal)
+        with self._lock:
+            for r in refusals:
+                self._stats[f"refused_{r.reason}"] += 1
+            entry = self._entries.get(chosen[0]) if chosen is not None else None
+            if entry is None:
+                self._stats["misses"] += 1
+                return Lookup(None, tuple(refusals), vector)
+            self._stats["hits"] += 1
+            return Lookup(self._serve(entry, chosen[1], now, exact=False), tuple(refusals), vector)
+
+    def _check(self, text: str, entry_id: int, sim: float, cached_text: str, threshold: float) -> Refusal | None:
+        """Why the candidate may not be served, or None when it may."""
+        if sim < threshold:
+            return Refusal(entry_id, sim, "threshold", f"{sim:.4f} < {threshold:.4f}", cached_text)
+        if self.verifier is not None:
+            verdict = self.verifier(text, cached_text)
+            if not verdict.ok:
+                return Refusal(entry_id, sim, verdict.reason or "custom", verdict.detail, cached_text)
+        if self.swap_similarity is not None:
+            changes = content_changes(text, cached_text)
+            if changes is not None and changes[0] and changes[1]:
+                score, detail = changed_words_score(*changes, self._embed)
+                if score < self.swap_similarity:
+                    return Refusal(entry_id, sim, "swap", f"{detail} < {self.swap_similarity}", cached_text)
+        return None
+
+    def store(
+        self,
+        scope: str,
+        fingerprint: str,
+        text: str,
+        payload: Any,
+        *,
+        vector: np.ndarray | None = None,
+        ttl_seconds: float | None = None,
+    ) -> int:
+        """Store an answer; returns the entry id. The same text in the same partition replaces the old entry."""
+        if vector is None:
+            vector = self._embed(text)
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.embedder.dim:
+            raise CacheError(f"vector has {vector.shape[0]} dimensions, the embedder {self.embedder.dim}")
+        key = (scope, fingerprint)
+        now = self._clock()
+        ttl = ttl_seconds if ttl_seconds is not None else self.ttl_seconds
+        expires = now + ttl if ttl is not None else float("inf")
+        with self._lock:
+            self._expire(now)
+            part = self._partitions.get(key)
+            if part is None:
+                part = self._partitions[key] = _Partition(VectorIndex(self.embedder.dim, **self._index_opts))
+            old = part.by_text.get(text)
+            if old is not None:
+                self._remove(old)
+                self._partitions[key] = part  # _remove drops a partition it empties
+            entry = _Entry(next(self._ids), key, text, payload, now, expires, self.threshold)
+            part.index.add(entry.id, vector)
+            part.by_text[text] = entry.id
+            self._entries[entry.id] = entry
+            if expires != float("inf"):
+                heapq.heappush(self._expiry, (expires, entry.id))
+            self._stats["stores"] += 1
+            while len(self._entries) > self.max_entries:
+                oldest = next(iter(self._entries))
+                self._remove(oldest)
+                self._stats["evicted_lru"] += 1
+            return entry.id
+
+    def store_many(
+        self,
+        scope: str,
+        fingerprint: str,
+        texts: list[str],
+        payloads: list[Any],
+        *,
+        vectors: np.ndarray | None = None,
+    ) -> list[int]:
+        """Store many answers in one partition (warming a cache): one embedding batch, one index insert.
+        Texts already in the partition are replaced; the LRU bound applies afterwards."""
+        if len(texts) != len(payloads) or len(set(texts)) != len(texts):
+            raise CacheError("store_many needs one payload per text and distinct texts")
+        if not texts:
+            return []
+        vectors = self.embedder.embed(list(texts)) if vectors is None else vectors
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(texts), self.embedder.dim):
+            raise CacheError(f"expected vectors of shape {(len(texts), self.embedder.dim)}, got {vectors.shape}")
+        key = (scope, fingerprint)
+        now = self._clock()
+        expires = now + self.ttl_seconds if self.ttl_seconds is not None else float("inf")
+        with self._lock:
+            self._expire(now)
+            part = self._partitions.get(key) or _Partition(VectorIndex(self.embedder.dim, **self._index_opts))
+            for text in texts:
+                old = part.by_text.get(text)
+                if old is not None:
+                    self._remove(old)
+            self._partitions[key] = part
+            entries = [
+                _Entry(next(self._ids), key, t, p, now, expires, self.threshold)
+                for t, p in zip(texts, payloads, strict=True)
+            ]
+            part.index.add_many(np.array([e.id for e in entries], dtype=np.int64), vectors)
+            for e in entries:
+                part.by_text[e.text] = e.id
+                self._entries[e.id] = e
+                if expires != float("inf"):
+                    heapq.heappush(self._expiry, (expires, e.id))
+            self._stats["stores"] += len(entries)
+            while len(self._entries) > self.max_entries:
+                self._remove(next(iter(self._entries)))
+                self._stats["evicted_lru"] += 1
+            return [e.id for e in entries]
+
+    def report(self, hit: Hit | int, *, correct: bool, similarity: float | None = None) -> None:
+        """Feedback on a served hit. A wrong hit raises that entry's own threshold above the hit's
+        similarity; after ``max_wrong_reports`` wrong reports the entry is dropped."""
+        entry_id = hit if isinstance(hit, int) else hit.entry_id
+        sim = similarity if similarity is not None else (hit.similarity if isinstance(hit, Hit) else None)
+        with self._lock:
+            entry = self._entries.get(entry_id)
+            if entry is None:
+                return
+            if correct:
+                entry.reported_correct += 1
+                self._stats["reported_correct"] += 1
+                return
+            entry.reported_wrong += 1
+            self._stats["reported_wrong"] += 1
+            if entry.reported_wrong >= self.max_wrong_reports or sim is None or sim >= 1.0:
+                self._remove(entry_id)
+                self._stats["dropped_wrong"] += 1
+                return
+            entry.threshold = max(entry.threshold, min(1.0, sim + self.adapt_margin))
+
+    def invalidate(self, entry_id: int) -> bool:
+        with self._lock:
+            return self._remove(entry_id)
+
+    def clear(self, scope: str | None = None) -> int:
+        """Drop every entry (or every entry of one scope); returns how many."""
+        with self._lock:
+            ids = [e.id for e in self._entries.values() if scope is None or e.partition[0] == scope]
+            for entry_id in ids:
+                self._remove(entry_id)
+            return len(ids)
+
+    def entry_threshold(self, entry_id: int) -> float | None:
+        with self._lock:
+            entry = self._entries.get(entry_id)
+            return entry.threshold if entry else None
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            base = dict.fromkeys(("lookups", "hits", "exact_hits", "misses", "stores", "evicted_lru", "expired"), 0)
+            return {**base, **self._stats, "entries": len(self._entries), "partitions": len(self._partitions)}
+
+    # --- internals --------------------------------------------------------------------------------------
+
+    def _embed(self, text: str) -> np.ndarray:
+        with self._lock:
+            memo = self._memo.get(text)
+            if memo is not None:
+                self._memo.move_to_end(text)
+                return memo
+        vector = np.asarray(self.embedder.embed([text]), dtype=np.float32)[0]
+        if self._memo_size:
+            with self._lock:
+                self._memo[text] = vector
+                while len(self._memo) > self._memo_size:
+                    self._memo.popitem(last=False)
+        return vector
+
+    def _serve(self, entry: _Entry, sim: float, now: float, *, exact: bool) -> Hit:
+        entry.hits += 1
+        self._entries.move_to_end(entry.id)
+        return Hit(entry.payload, sim, entry.id, entry.text, entry.threshold, now - entry.stored_at, exact)
+
+    def _expire(self, now: float) -> None:
+        while self._expiry and self._expiry[0][0] <= now:
+            _, entry_id = heapq.heappop(self._expiry)
+            entry = self._entries.get(entry_id)
+            if entry is not None and entry.expires_at <= now:
+                self._remove(entry_id)
+                self._stats["expired"] += 1
+
+    def _remove(self, entry_id: int) -> bool:
+        entry = self._entries.pop(entry_id, None)
+        if entry is None:
+            return False
+        part = self._partitions.get(entry.partition)
+        if part is not None:
+            part.index.remove(entry_id)
+            if part.by_text.get(entry.text) == entry_id:
+                del part.by_text[entry.text]
+            if not part.by_text:
+                del self._partitions[entry.partition]
+        return True

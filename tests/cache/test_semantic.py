@@ -1,0 +1,219 @@
+"""SemanticCache with a deterministic fake embedder: partitions, threshold, gate, TTL, LRU, feedback."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import numpy as np
+import pytest
+
+from margin.cache import CacheError, SemanticCache
+
+DIM = 16
+
+
+def unit(seed: str) -> np.ndarray:
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little"))
+    v = rng.standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def near(v: np.ndarray, cos: float, seed: str = "n") -> np.ndarray:
+    """A unit vector at exactly cosine ``cos`` from ``v``."""
+    w = unit(seed)
+    w = w - (w @ v) * v
+    w /= np.linalg.norm(w)
+    return (cos * v + np.sqrt(1 - cos**2) * w).astype(np.float32)
+
+
+class FakeEmbedder:
+    """Vectors from a table, or a hash of the text; counts calls."""
+
+    dim = DIM
+
+    def __init__(self, table: dict[str, np.ndarray] | None = None) -> None:
+        self.table = table or {}
+        self.calls = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.stack([self.table.get(t, unit(t)) for t in texts])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Q = "How do I reset my password?"
+P = "What's the way to reset my password?"
+
+
+def make(table=None, **kw) -> tuple[SemanticCache, FakeEmbedder, Clock]:
+    emb, clock = FakeEmbedder(table), Clock()
+    kw.setdefault("threshold", 0.9)
+    return SemanticCache(emb, clock=clock, **kw), emb, clock
+
+
+def test_exact_text_hits_without_embedding() -> None:
+    cache, emb, _ = make()
+    cache.store("global", "fp", Q, {"answer": 1})
+    calls = emb.calls
+    hit = cache.lookup("global", "fp", Q)
+    assert hit is not None and hit.exact and hit.similarity == 1.0 and hit.payload == {"answer": 1}
+    assert emb.calls == calls
+
+
+def test_similar_enough_hits_and_below_threshold_is_refused_with_reason() -> None:
+    v = unit("q")
+    cache, _, _ = make({Q: v, P: near(v, 0.95), "far": near(v, 0.5)})
+    cache.store("global", "fp", Q, b"answer")
+    hit = cache.lookup("global", "fp", P)
+    assert hit is not None and not hit.exact and hit.similarity == pytest.approx(0.95, abs=1e-5)
+    assert hit.cached_text == Q
+    result = cache.lookup_detailed("global", "fp", "far")
+    assert result.hit is None
+    assert [r.reason for r in result.refusals] == ["threshold"]
+    assert cache.stats()["refused_threshold"] == 1
+
+
+def test_gate_refuses_a_near_identical_trap() -> None:
+    v = unit("order")
+    cache, _, _ = make({"Track order 48213": v, "Track order 48231": v})
+    cache.store("global", "fp", "Track order 48213", b"in transit")
+    result = cache.lookup_detailed("global", "fp", "Track order 48231")
+    assert result.hit is None
+    assert result.refusals[0].reason == "number"
+    assert cache.stats()["refused_number"] == 1
+
+
+def test_one_word_swap_is_checked_with_the_embedder() -> None:
+    v = unit("bridge")
+    a, b = "Is the bridge open to cyclists?", "Is the bridge shut to cyclists?"
+    unrelated = {a: v, b: v, "open": unit("open"), "shut": unit("shut")}
+    cache, _, _ = make(unrelated)
+    cache.store("global", "fp", a, b"yes")
+    result = cache.lookup_detailed("global", "fp", b)
+    assert result.hit is None and result.refusals[0].reason == "swap"
+
+    synonyms = {a: v, b: v, "open": unit("open"), "shut": near(unit("open"), 0.9)}
+    cache, _, _ = make(synonyms)
+    cache.store("global", "fp", a, b"yes")
+    assert cache.lookup("global", "fp", b) is not None
+    cache, _, _ = make(unrelated, swap_similarity=None)
+    cache.store("global", "fp", a, b"yes")
+    assert cache.lookup("global", "fp", b) is not None
+
+
+def test_scope_and_fingerprint_isolate() -> None:
+    cache, _, _ = make()
+    cache.store("team:a", "fp1", Q, b"a")
+    assert cache.lookup("team:b", "fp1", Q) is None
+    assert cache.lookup("team:a", "fp2", Q) is None
+    assert cache.lookup("team:a", "fp1", Q) is not None
+    cache.store("team:b", "fp1", Q, b"b")
+    assert cache.lookup("team:b", "fp1", Q).payload == b"b"
+    assert cache.lookup("team:a", "fp1", Q).payload == b"a"
+    assert cache.clear("team:a") == 1
+    assert cache.lookup("team:a", "fp1", Q) is None and len(cache) == 1
+
+
+def test_ttl_expiry_with_injected_clock() -> None:
+    cache, _, clock = make(ttl_seconds=60)
+    cache.store("global", "fp", Q, b"x")
+    clock.now += 59
+    hit = cache.lookup("global", "fp", Q)
+    assert hit is not None and hit.age_seconds == 59
+    clock.now += 1
+    assert cache.lookup("global", "fp", Q) is None
+    assert len(cache) == 0 and cache.stats()["expired"] == 1
+    cache.store("global", "fp", Q, b"y", ttl_seconds=5)
+    clock.now += 6
+    assert cache.lookup("global", "fp", Q) is None
+
+
+def test_lru_bound_evicts_least_recently_used() -> None:
+    cache, _, _ = make(max_entries=3)
+    for i in range(3):
+        cache.store("global", "fp", f"question {i}", i)
+    assert cache.lookup("global", "fp", "question 0") is not None  # 0 becomes most recent
+    cache.store("global", "fp", "question 3", 3)
+    assert len(cache) == 3
+    assert cache.lookup("global", "fp", "question 1") is None
+    assert all(cache.lookup("global", "fp", f"question {i}") is not None for i in (0, 2, 3))
+    assert cache.stats()["evicted_lru"] == 1
+
+
+def test_restoring_the_same_text_replaces_the_entry() -> None:
+    cache, _, _ = make()
+    cache.store("global", "fp", Q, b"old")
+    cache.store("global", "fp", Q, b"new")
+    assert len(cache) == 1 and cache.lookup("global", "fp", Q).payload == b"new"
+
+
+def test_wrong_report_raises_the_entry_threshold_then_drops_it() -> None:
+    v = unit("q")
+    cache, _, _ = make({Q: v, P: near(v, 0.95), "R": near(v, 0.97, "r")}, max_wrong_reports=2)
+    cache.store("global", "fp", Q, b"x")
+    hit = cache.lookup("global", "fp", P)
+    assert hit is not None
+    cache.report(hit, correct=False)
+    assert cache.entry_threshold(hit.entry_id) == pytest.approx(0.96, abs=1e-5)
+    refused = cache.lookup_detailed("global", "fp", P)
+    assert refused.hit is None and refused.refusals[0].reason == "threshold"
+    hit2 = cache.lookup("global", "fp", "R")  # more similar than the wrong one: still served
+    assert hit2 is not None
+    cache.report(hit2, correct=True)
+    cache.report(hit2, correct=False)
+    assert len(cache) == 0 and cache.stats()["dropped_wrong"] == 1
+
+
+def test_store_many_and_hnsw_switch() -> None:
+    texts = [f"entry {i}" for i in range(300)]
+    cache, emb, _ = make(hnsw_threshold=100)
+    ids = cache.store_many("global", "fp", texts, list(range(300)))
+    assert len(ids) == 300 and len(cache) == 300 and emb.calls == 1
+    part = next(iter(cache._partitions.values()))
+    assert part.index.mode == "hnsw"
+    hit = cache.lookup("global", "fp", "entry 7", vector=unit("entry 7"))
+    assert hit is not None and hit.payload == 7
+    with pytest.raises(CacheError):
+        cache.store_many("global", "fp", ["a", "a"], [1, 2])
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(CacheError):
+        SemanticCache(FakeEmbedder(), threshold=1.5)
+    with pytest.raises(CacheError):
+        SemanticCache(FakeEmbedder(), ttl_seconds=0)
+    cache, _, _ = make()
+    with pytest.raises(CacheError):
+        cache.store("global", "fp", "x", b"", vector=np.ones(DIM + 1, dtype=np.float32))
+
+
+def test_concurrent_use() -> None:
+    cache, _, _ = make(max_entries=200)
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(200):
+                text = f"question {(i * 7 + k) % 300}"
+                if cache.lookup(f"scope{k % 3}", "fp", text) is None:
+                    cache.store(f"scope{k % 3}", "fp", text, i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(cache) <= 200
+    stats = cache.stats()
+    assert stats["lookups"] == 8 * 200 == stats["hits"] + stats["misses"]
