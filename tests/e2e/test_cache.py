@@ -4,7 +4,9 @@ never stored, and a hit replayed as a stream in both wires."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from decimal import Decimal
 
 import anthropic
@@ -151,3 +153,42 @@ def test_invalidation_through_the_admin_api_and_the_cli(gw):
     assert done.returncode == 0, done.stderr
     assert "cleared" in done.stdout
     assert ask(c, "invalidate me").headers["x-margin-cache"] == "miss"
+
+
+SEMANTIC_CONFIG = """
+gateway:
+  levers:
+    - name: faq
+      match: {models: [gpt-4o-mini]}
+      cache: {ttl_seconds: 600, scope: team, semantic: {threshold: 0.89}}
+"""
+
+
+@pytest.fixture(scope="module")
+def semantic_gw(tmp_path_factory):
+    running = start_gateway(tmp_path_factory.mktemp("semantic"), SEMANTIC_CONFIG)
+    yield running
+    running.stop()
+
+
+def test_semantic_cache_serves_a_paraphrase_and_refuses_a_trap(semantic_gw):
+    gw = semantic_gw
+    c = client(gw, gw.create_key("--team", "faq"))
+    first = ask(c, "How do I reset my password?")
+    assert first.headers["x-margin-cache"] == "miss"
+    time.sleep(0.5)  # the semantic store runs in the background after the response
+    paraphrase = ask(c, "How can I reset my password?")
+    assert paraphrase.headers["x-margin-cache"] == "semantic-hit", paraphrase.headers
+    assert paraphrase.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert Decimal(paraphrase.headers["x-margin-avoided-cost"]) > 0
+    trap = ask(c, "How do I not reset my password?")  # negation: the verification gate refuses it
+    assert trap.headers["x-margin-cache"] == "miss"
+    other_team = client(gw, gw.create_key("--team", "elsewhere"))
+    assert ask(other_team, "How can I reset my password?").headers["x-margin-cache"] == "miss"
+    (row,) = ledger(
+        gw,
+        "select status, cache, decisions from usage_events where request_id = ?",
+        paraphrase.headers["x-margin-request-id"],
+    )
+    assert row[0] == "cached" and row[1] == "semantic-hit"
+    assert json.loads(row[2])["semantic"]["similarity"] >= 0.89

@@ -13,11 +13,57 @@
 See docs/savings.md for the settings and their measured trade-offs, bench/cache for the measurements.
 """
 
-from ._context import context_fingerprint, message_text, semantic_text
-from ._embed import CacheError, Embedder, MiniLMEmbedder, normalize_rows
-from ._index import VectorIndex
-from ._semantic import DEFAULT_SWAP_SIMILARITY, DEFAULT_THRESHOLD, DEFAULT_TOP_K, Hit, Lookup, Refusal, SemanticCache
-from ._verify import Verdict, content_changes, verify
+from typing import TYPE_CHECKING, Any
+
+# The semantic half imports numpy (and onnxruntime when a model is loaded): loaded on first use, so that the
+# gateway's exact cache (``margin.cache._exact``) and the CLI do not pay ~0.15 s of imports at start-up.
+_LAZY = {
+    "context_fingerprint": "._context",
+    "message_text": "._context",
+    "semantic_text": "._context",
+    "CacheError": "._embed",
+    "Embedder": "._embed",
+    "MiniLMEmbedder": "._embed",
+    "normalize_rows": "._embed",
+    "VectorIndex": "._index",
+    "DEFAULT_SWAP_SIMILARITY": "._semantic",
+    "DEFAULT_THRESHOLD": "._semantic",
+    "DEFAULT_TOP_K": "._semantic",
+    "Hit": "._semantic",
+    "Lookup": "._semantic",
+    "Refusal": "._semantic",
+    "SemanticCache": "._semantic",
+    "Verdict": "._verify",
+    "content_changes": "._verify",
+    "verify": "._verify",
+}
+
+if TYPE_CHECKING:
+    from ._context import context_fingerprint, message_text, semantic_text
+    from ._embed import CacheError, Embedder, MiniLMEmbedder, normalize_rows
+    from ._index import VectorIndex
+    from ._semantic import (
+        DEFAULT_SWAP_SIMILARITY,
+        DEFAULT_THRESHOLD,
+        DEFAULT_TOP_K,
+        Hit,
+        Lookup,
+        Refusal,
+        SemanticCache,
+    )
+    from ._verify import Verdict, content_changes, verify
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'margin.cache' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_SWAP_SIMILARITY",

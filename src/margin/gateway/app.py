@@ -22,7 +22,7 @@ from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
 from ._sse_response import SSEResponse
 from .admin import admin_routes
-from .caching import decide_cache, serve_hit, store_answer
+from .caching import decide_cache, semantic_lookup, serve_hit, store_answer
 from .errors import GatewayError, render_error
 from .levers import affordable_route, cascade_verdict
 from .pipeline import (
@@ -213,6 +213,8 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 principal=principal,
             )
             cache = decide_cache(gw, ctx, ctx.lever, request_headers)
+            if cache.status == "miss" and gw.semantic_caches:
+                cache = await semantic_lookup(gw, ctx, cache)
             if cache.status != "off":
                 ctx.cache = cache.status
             if cache.entry is not None:

@@ -9,9 +9,10 @@ answers are stored: never errors, detected refusals, truncated answers (``finish
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..cache._exact import CacheEntry, cache_scope_value, exact_key, is_deterministic
@@ -23,17 +24,30 @@ from .pipeline import CallContext, normalize
 from .replay import replay_anthropic, replay_openai
 from .state import Gateway
 
-__all__ = ["CacheDecision", "decide_cache", "serve_hit", "store_answer"]
+__all__ = ["CacheDecision", "SemanticState", "decide_cache", "semantic_lookup", "serve_hit", "store_answer"]
+
+
+@dataclass(frozen=True)
+class SemanticState:
+    """A semantic lookup's inputs (kept to store the answer after a miss without embedding twice)."""
+
+    cache: Any
+    partition: str
+    fingerprint: str
+    text: str
+    vector: Any
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
 class CacheDecision:
-    status: Literal["hit", "miss", "bypass", "off"]
+    status: Literal["hit", "semantic-hit", "miss", "bypass", "off"]
     lever: str | None = None
     partition: str | None = None
     key: str | None = None
     entry: CacheEntry | None = None
     ttl_seconds: float = 0.0
+    semantic: SemanticState | None = None
 
 
 _OFF = CacheDecision("off")
@@ -61,6 +75,42 @@ def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, header
         key=key,
         entry=entry,
         ttl_seconds=policy.ttl_seconds,
+    )
+
+
+_NOT_FINGERPRINTED = frozenset({"model", "messages", "system", "tools"})
+
+
+async def semantic_lookup(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> CacheDecision:
+    """After an exact miss on a route with a semantic cache: embed the last user turn (in a worker thread:
+    ~6 ms of CPU) and look for an answer to a question that means the same under the same context."""
+    cache = gw.semantic_caches.get(decision.lever or "")
+    if cache is None or decision.status != "miss" or decision.partition is None:
+        return decision
+    from ..cache import context_fingerprint, semantic_text
+
+    body = ctx.client_body
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    text = semantic_text(messages)
+    if not text:
+        return decision
+    fingerprint = context_fingerprint(
+        str(body.get("model")),
+        messages,
+        system=body.get("system"),
+        tools=body.get("tools"),
+        params={k: v for k, v in body.items() if k not in _NOT_FINGERPRINTED},
+    )
+    found = await asyncio.to_thread(cache.lookup_detailed, decision.partition, fingerprint, text)
+    state = SemanticState(cache, decision.partition, fingerprint, text, found.vector)
+    hit = found.hit
+    if hit is None or not isinstance(hit.payload, CacheEntry):
+        return replace(decision, semantic=state)
+    if ctx.requested_max_tokens is not None and hit.payload.output_tokens > ctx.requested_max_tokens:
+        return replace(decision, semantic=state)
+    ctx.decisions["semantic"] = {"similarity": round(hit.similarity, 4), "entry": hit.entry_id}
+    return replace(
+        decision, status="semantic-hit", entry=hit.payload, semantic=replace(state, similarity=hit.similarity)
     )
 
 
@@ -97,6 +147,15 @@ def store_answer(
         return False
     if not cacheable(ctx, body):
         return False
+    if decision.semantic is not None:
+        sem = decision.semantic
+        entry = CacheEntry(body, usage.output_tokens, decision.lever or "", served_model, 0.0, 0.0, 0)
+        # Off the event loop; the response does not wait for it.
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(sem.cache.store, sem.partition, sem.fingerprint, sem.text, entry, vector=sem.vector)
+        )
+        gw.background_tasks.add(task)  # referenced until done: an unreferenced task may be collected
+        task.add_done_callback(gw.background_tasks.discard)
     stored = gw.exact_cache.put(
         decision.partition,
         decision.key,
@@ -145,13 +204,14 @@ async def serve_hit(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> t
         latency_ms=int((time.monotonic() - ctx.started_monotonic) * 1000),
         stream=ctx.stream,
         route=decision.lever,
-        cache="hit",
+        cache=decision.status,
         avoided_cost=avoided,
+        decisions=ctx.decisions,
     )
     await gw.ledger.write_event(event, wait=gw.config.wait_for_ledger_commit)
     headers = {
         "x-margin-request-id": ctx.request_id,
-        "x-margin-cache": "hit",
+        "x-margin-cache": decision.status,
         "x-margin-cost": "0",
         "x-margin-avoided-cost": f"{avoided:f}",
         "x-margin-served-model": entry.served_model,

@@ -19,7 +19,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["CachePolicy", "CompressionPolicy", "ContextPolicy", "LeverRoute", "RouteMatch", "RoutingPolicy"]
+__all__ = [
+    "CachePolicy",
+    "CompressionPolicy",
+    "ContextPolicy",
+    "LeverRoute",
+    "RouteMatch",
+    "RoutingPolicy",
+    "SemanticPolicy",
+]
 
 
 class _Strict(BaseModel):
@@ -39,6 +47,18 @@ class RouteMatch(_Strict):
         return all(tags.get(name) == value for name, value in self.tags.items())
 
 
+class SemanticPolicy(_Strict):
+    """The semantic cache, after an exact miss: the last user turn is embedded (all-MiniLM-L6-v2 int8, CPU)
+    and compared with answered ones under the same context fingerprint (model, system prompt, tools,
+    parameters, earlier turns) and scope; a candidate above ``threshold`` must also pass the verification
+    gate (numbers, dates, names, negation, scope words). Measured wrong-hit rate at the default threshold:
+    3.3% on held-out trap pairs (docs/savings.md): opt in where a near-miss answer is acceptable."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.89, ge=-1, le=1)
+    max_entries: int = Field(default=100_000, gt=0)
+
+
 class CachePolicy(_Strict):
     """The exact cache. Only deterministic requests (temperature 0, one choice) are cached unless
     ``cache_nondeterministic``; entries live ``ttl_seconds`` in the ``scope`` partition (``team`` by default:
@@ -48,6 +68,7 @@ class CachePolicy(_Strict):
     ttl_seconds: float = Field(default=3600, gt=0)
     scope: Literal["key", "team", "project", "global"] = "team"
     cache_nondeterministic: bool = False
+    semantic: SemanticPolicy | None = None
 
 
 class RoutingPolicy(_Strict):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from ..cache._exact import ExactCache
 from ..config import CustomModel, MarginConfig, margin_home
@@ -100,6 +101,9 @@ class Gateway:
     _key_cache: dict[str, tuple[VirtualKey | None, float]] = field(default_factory=dict)
     # Answers of deterministic requests on lever routes with a cache policy (see gateway/caching.py).
     exact_cache: ExactCache = field(default_factory=ExactCache)
+    # One semantic cache per lever route that has one (each has its own threshold); one embedder shared.
+    semantic_caches: dict[str, Any] = field(default_factory=dict)
+    background_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     KEY_CACHE_SECONDS = 5.0
 
@@ -224,9 +228,30 @@ def build_gateway(
         master_key=master,
         exact_cache=ExactCache(max_entries=gw.cache_max_entries, max_bytes=gw.cache_max_bytes),
     )
+    gateway.semantic_caches = _semantic_caches(gw)
     rebuild_counters(gateway)
     rebuild_breakers(gateway)
     return gateway
+
+
+def _semantic_caches(gw: GatewayConfig) -> dict[str, Any]:
+    """The semantic caches of the lever routes that ask for one. The embedding model loads here, at start-up,
+    not on the first request (and not at all when no route uses it)."""
+    wanted = [lever for lever in gw.levers if lever.cache and lever.cache.semantic and lever.cache.semantic.enabled]
+    if not wanted:
+        return {}
+    from ..cache import MiniLMEmbedder, SemanticCache
+
+    embedder = MiniLMEmbedder()
+    return {
+        lever.name: SemanticCache(
+            embedder,
+            threshold=lever.cache.semantic.threshold,  # type: ignore[union-attr]
+            max_entries=lever.cache.semantic.max_entries,  # type: ignore[union-attr]
+            ttl_seconds=lever.cache.ttl_seconds,  # type: ignore[union-attr]
+        )
+        for lever in wanted
+    }
 
 
 def key_budget_rules(key: VirtualKey | None) -> list[BudgetConfig]:
