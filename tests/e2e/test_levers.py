@@ -40,6 +40,10 @@ gateway:
       match: {{models: [small], tags: {{feature: lean}}}}
       compression: {{}}
       context: {{max_input_tokens: 300, keep_recent: 2}}
+    - name: summarized
+      match: {{models: [small], tags: {{feature: summ}}}}
+      context:
+        {{max_input_tokens: 400, keep_recent: 2, method: summarize, summary_model: small, summary_max_tokens: 60}}
 """
     running = start_gateway(tmp_path_factory.mktemp("levers"), config)
     yield running
@@ -154,3 +158,28 @@ def test_a_long_conversation_is_trimmed_instead_of_refused(gw, upstream):
     (row,) = events(gw, raw.headers["x-margin-request-id"])
     context = json.loads(row["decisions"])["context"]
     assert context["method"] == "dropped_middle" and context["tokens_after"] <= 300 < context["tokens_before"]
+
+
+def test_the_dropped_middle_is_summarized_by_the_cheap_model_once(gw, upstream):
+    key = gw.create_key("--team", "summ", "--tag", "feature=summ")
+    messages = [{"role": "system", "content": "You are terse."}]
+    for i in range(12):
+        messages.append({"role": "user", "content": f"Question {i}: " + "words " * 30})
+        messages.append({"role": "assistant", "content": f"Answer {i}: " + "more " * 30})
+    messages.append({"role": "user", "content": "And the last question?"})
+    c = client(gw, key)
+    raw = c.chat.completions.with_raw_response.create(model="small", max_tokens=20, messages=messages)
+    assert raw.http_response.status_code == 200
+    summary_call, main_call = upstream.requests[-2].body, upstream.requests[-1].body
+    assert "Question 0" in summary_call["messages"][-1]["content"]  # the dropped turns, as a transcript
+    assert summary_call["max_tokens"] == 60
+    assert any("[Summary of" in str(m.get("content")) for m in main_call["messages"])
+    rows = events(gw, raw.headers["x-margin-request-id"])
+    assert [r["attempt"] for r in rows] == [0, 1]
+    assert json.loads(rows[0]["decisions"])["purpose"] == "context_summary"
+    assert all(Decimal(r["effective_cost"]) > 0 for r in rows)  # the summary is metered like any call
+    assert json.loads(rows[1]["decisions"])["context"]["method"] == "summarized"
+    # The same conversation again: the summary comes from the cache, one upstream call only.
+    before = len(upstream.requests)
+    again = c.chat.completions.with_raw_response.create(model="small", max_tokens=20, messages=messages)
+    assert again.http_response.status_code == 200 and len(upstream.requests) == before + 1

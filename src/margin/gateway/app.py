@@ -24,7 +24,7 @@ from ._sse_response import SSEResponse
 from .admin import admin_routes
 from .caching import decide_cache, semantic_lookup, serve_hit, store_answer
 from .errors import GatewayError, render_error
-from .levers import affordable_route, cascade_verdict
+from .levers import affordable_route, cascade_verdict, summarize_dropped
 from .pipeline import (
     CallContext,
     Principal,
@@ -212,6 +212,8 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 headers=request_headers,
                 principal=principal,
             )
+            if ctx.pending_summary is not None:
+                await summarize_dropped(gw, ctx)
             cache = decide_cache(gw, ctx, ctx.lever, request_headers)
             if cache.status == "miss" and gw.semantic_caches:
                 cache = await semantic_lookup(gw, ctx, cache)

@@ -217,6 +217,11 @@ class GatewayConfig(_Strict):
                 for target in targets:
                     if target not in names:
                         raise ValueError(f"gateway.levers.{lever.name}.routing: {target!r} is not a configured model")
+            if lever.context is not None and lever.context.summary_model not in (None, *names):
+                raise ValueError(
+                    f"gateway.levers.{lever.name}.context: summary_model {lever.context.summary_model!r} "
+                    "is not a configured model"
+                )
         if self.default_max_tokens > self.max_tokens_cap:
             raise ValueError("gateway.default_max_tokens must not exceed gateway.max_tokens_cap")
         return self

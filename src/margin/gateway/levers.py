@@ -5,8 +5,12 @@ request and records what they decided (``ctx.decisions``, stored with the usage 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from ..levers import TierMap as _TierMap
 from ..levers import (
@@ -15,14 +19,26 @@ from ..levers import (
     downgrade_order,
     fit_context,
     score_request,
+    summary_request,
     validate_answer,
+    with_summary,
 )
 from ..policy.budgets import RequestScope, applicable_budgets
 from ..usage import count_prompt_tokens
+from .errors import GatewayError
 from .levers_config import LeverRoute, RoutingPolicy
+from .providers.base import UpstreamError
 from .state import Gateway, ModelRoute, key_budget_rules
 
-__all__ = ["affordable_route", "answer_of", "apply_prompt_levers", "cascade_verdict", "lever_for", "route_model"]
+__all__ = [
+    "affordable_route",
+    "answer_of",
+    "apply_prompt_levers",
+    "cascade_verdict",
+    "lever_for",
+    "route_model",
+    "summarize_dropped",
+]
 
 
 def lever_for(gw: Gateway, model: object, tags: Mapping[str, str]) -> LeverRoute | None:
@@ -104,11 +120,20 @@ def apply_prompt_levers(gw: Gateway, ctx: Any, lever: LeverRoute) -> None:
         if ctx.wire == "anthropic" and body.get("system"):
             messages = [{"role": "system", "content": body["system"]}, *messages]
         policy = lever.context
+        summarize = policy.method == "summarize"
         fitted = fit_context(
-            messages, model=model, max_input_tokens=policy.max_input_tokens, keep_recent=policy.keep_recent
+            messages,
+            model=model,
+            max_input_tokens=policy.max_input_tokens,
+            keep_recent=policy.keep_recent,
+            summarize=summarize and policy.summary_max_tokens < policy.max_input_tokens,
+            summary_max_tokens=policy.summary_max_tokens if summarize else 0,
         )
         if fitted.method != "none":
             kept = fitted.messages[1:] if ctx.wire == "anthropic" and body.get("system") else fitted.messages
+            if fitted.method == "summary_needed":
+                # Done by the edge (an upstream call): the original messages and what to replace.
+                ctx.pending_summary = (messages, list(fitted.dropped))
             body = {**body, "messages": kept}
             ctx.decisions["context"] = {
                 "method": fitted.method,
@@ -151,3 +176,64 @@ def answer_of(wire: str, body: Mapping[str, Any]) -> tuple[str, str | None]:
 def cascade_verdict(policy: RoutingPolicy, wire: str, request: Mapping[str, Any], response: Mapping[str, Any]):
     text, finish = answer_of(wire, response)
     return validate_answer(text, finish, request, extra=policy.validators)
+
+
+async def summarize_dropped(gw: Gateway, ctx: Any) -> None:
+    """Replace the note fit_context left by a summary of the dropped turns, written by the route's cheap
+    ``summary_model``: an attempt of this request of its own (reserved, metered, purpose context_summary),
+    cached by the dropped turns' content. If the summary call fails, the note stays (the request goes on)."""
+    from .pipeline import make_event, normalize, run_call, settle  # here: pipeline imports this module
+
+    lever, pending = ctx.lever, ctx.pending_summary
+    ctx.pending_summary = None
+    if lever is None or lever.context is None or pending is None or not lever.context.summary_model:
+        return
+    messages, dropped = pending
+    policy = lever.context
+    key = hashlib.sha256(
+        orjson.dumps([policy.summary_model, [messages[i] for i in dropped]], option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    summary = gw.summary_cache.get(key)
+    if summary is None:
+        route = gw.routes[policy.summary_model]
+        body = summary_request([messages[i] for i in dropped], model=route.name, max_tokens=policy.summary_max_tokens)
+        sub = dataclasses.replace(
+            ctx,
+            body=body,
+            client_body=body,
+            route=route,
+            stream=False,
+            cascade=[],
+            requested_max_tokens=policy.summary_max_tokens,
+            prompt_bound=len(orjson.dumps(body)),
+            prompt_count=None,
+            decisions={"purpose": "context_summary", "lever": lever.name},
+            cache=None,
+        )
+        try:
+            used, reserved, response, attempt = await run_call(gw, sub)
+        except (UpstreamError, GatewayError) as exc:  # the note stays; the request itself goes on
+            ctx.decisions["context"]["summary"] = f"failed: {exc.message[:200]}"
+            ctx.attempts = sub.attempts
+            return
+        ctx.attempts = sub.attempts
+        usage = normalize(sub, response.body)
+        cost = used.pricer.price(usage.to_token_usage(), gw.clock())
+        await settle(
+            gw,
+            reserved,
+            make_event(gw, sub, used, status="ok", usage=usage, cost=cost, reserved=reserved, attempt=attempt),
+        )
+        choices = response.body.get("choices") or [{}]
+        summary = str(((choices[0] or {}).get("message") or {}).get("content") or "").strip()
+        if not summary:
+            return
+        gw.summary_cache[key] = summary
+        while len(gw.summary_cache) > 1000:
+            gw.summary_cache.pop(next(iter(gw.summary_cache)))
+    summarized = with_summary(messages, dropped, summary)
+    if ctx.wire == "anthropic" and ctx.body.get("system"):
+        summarized = summarized[1:]
+    ctx.body = {**ctx.body, "messages": summarized}
+    ctx.prompt_count = count_prompt_tokens(ctx.endpoint, ctx.body, ctx.route.upstream_model)
+    ctx.decisions["context"].update(method="summarized", tokens_after=ctx.prompt_count, summary_cached=key[:12])

@@ -108,6 +108,17 @@ class ContextPolicy(_Strict):
     enabled: bool = True
     max_input_tokens: int = Field(gt=0)
     keep_recent: int = Field(default=2, ge=1)
+    # summarize: the dropped middle is summarized by ``summary_model`` (a configured, cheap model; metered as
+    # its own attempt of the request; summaries of the same middle are cached) instead of only a note.
+    method: Literal["drop_middle", "summarize"] = "drop_middle"
+    summary_model: str | None = None
+    summary_max_tokens: int = Field(default=256, gt=0)
+
+    @model_validator(mode="after")
+    def _summary_model(self) -> ContextPolicy:
+        if self.method == "summarize" and not self.summary_model:
+            raise ValueError("context.method summarize needs context.summary_model (a configured model name)")
+        return self
 
 
 class LeverRoute(_Strict):

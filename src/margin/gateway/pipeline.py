@@ -197,6 +197,7 @@ class CallContext:
     lever: LeverRoute | None = None  # the lever route that applies (gateway.levers), if any
     cascade: list[str] = field(default_factory=list)  # models to escalate to when an answer fails validation
     client_body: dict[str, Any] = field(default_factory=dict)  # the body as sent (the levers may rewrite body)
+    pending_summary: tuple[list[Any], list[int]] | None = None  # context lever: turns to summarize, by the edge
 
     @property
     def prompt_tokens(self) -> int:

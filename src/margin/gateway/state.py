@@ -104,6 +104,8 @@ class Gateway:
     # One semantic cache per lever route that has one (each has its own threshold); one embedder shared.
     semantic_caches: dict[str, Any] = field(default_factory=dict)
     background_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Context-lever summaries by the content of the turns they replace (insertion order = eviction order).
+    summary_cache: dict[str, str] = field(default_factory=dict)
 
     KEY_CACHE_SECONDS = 5.0
 
