@@ -192,3 +192,28 @@ def test_semantic_cache_serves_a_paraphrase_and_refuses_a_trap(semantic_gw):
     )
     assert row[0] == "cached" and row[1] == "semantic-hit"
     assert json.loads(row[2])["semantic"]["similarity"] >= 0.89
+
+
+def test_feedback_on_a_wrong_semantic_hit_stops_it_being_served(semantic_gw):
+    import httpx2
+
+    gw = semantic_gw
+    key = gw.create_key("--team", "feedback")
+    c = client(gw, key)
+    ask(c, "How do I update my billing details?")
+    time.sleep(0.5)
+    hit = ask(c, "How can I update my billing details?")
+    assert hit.headers["x-margin-cache"] == "semantic-hit"
+    request_id = hit.headers["x-margin-request-id"]
+    stranger = gw.create_key("--team", "feedback")
+    url = gw.base_url + "/v1/margin/feedback"
+    denied = httpx2.post(
+        url, json={"request_id": request_id, "correct": False}, headers={"authorization": f"Bearer {stranger}"}
+    )
+    assert denied.status_code == 404  # a key may only judge its own answers
+    bad = httpx2.post(url, json={"request_id": request_id}, headers={"authorization": f"Bearer {key}"})
+    assert bad.status_code == 400
+    ok = httpx2.post(url, json={"request_id": request_id, "correct": False}, headers={"authorization": f"Bearer {key}"})
+    assert ok.status_code == 200 and ok.json()["recorded"] is True
+    # The entry's own threshold now sits above that similarity: the same paraphrase is no longer served.
+    assert ask(c, "How can I update my billing details?").headers["x-margin-cache"] == "miss"

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -358,6 +359,45 @@ def create_app(gw: Gateway) -> _FastRoutes:
         ]
         return _json({"object": "list", "data": data})
 
+    async def feedback(request: Request) -> Response:
+        """``POST /v1/margin/feedback {"request_id": ..., "correct": false}``: a client's verdict on an answer
+        it got from the semantic cache. A wrong one raises that entry's own threshold (vCache-style), and
+        an entry reported wrong often enough is dropped. A key may report only its own requests."""
+        try:
+            principal = await authenticate(gw, request.headers)
+            try:
+                body = orjson.loads(await request.body())
+            except orjson.JSONDecodeError:
+                body = None
+            if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
+                raise GatewayError(
+                    'send {"request_id": "...", "correct": true|false}',
+                    status=400,
+                    error_type="invalid_request_error",
+                    code="invalid_feedback",
+                )
+            correct = body.get("correct")
+            if not isinstance(correct, bool):
+                raise GatewayError("'correct' must be true or false", status=400, error_type="invalid_request_error")
+            await gw.ledger.flush()
+            found = await asyncio.to_thread(gw.ledger.events, body["request_id"])
+            hits = [e for e in found if e.cache == "semantic-hit"]
+            if not hits or (principal.key is not None and hits[0].key_id != principal.key_id):
+                raise GatewayError(
+                    "no semantic-cache hit with this request_id for this key",
+                    status=404,
+                    error_type="not_found_error",
+                    code="hit_not_found",
+                )
+            hit = hits[0]
+            cache = gw.semantic_caches.get(str(hit.decisions.get("lever")))
+            semantic = hit.decisions.get("semantic") or {}
+            if cache is not None and isinstance(semantic.get("entry"), int):
+                cache.report(semantic["entry"], correct=correct, similarity=semantic.get("similarity"))
+            return _json({"request_id": body["request_id"], "recorded": cache is not None, "correct": correct})
+        except GatewayError as exc:
+            return _error_response(exc, "openai")
+
     async def health(request: Request) -> Response:
         return _json({"status": "ok", "models": len(gw.routes)})
 
@@ -374,6 +414,7 @@ def create_app(gw: Gateway) -> _FastRoutes:
     routes = [
         *(Route(path, _starlette_route(handler), methods=["POST"]) for path, handler in proxied.items()),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/margin/feedback", feedback, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         *admin_routes(gw),
     ]
