@@ -176,7 +176,10 @@ async def serve_hit(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> t
         usage = normalize(ctx, entry.body)
     except UsageBlockError:
         usage = NormalizedUsage(source="none")
-    avoided = ctx.route.pricer.price(usage.to_token_usage(), gw.clock()).effective_cost
+    # Priced at the model that produced the cached answer (a cascade may have escalated it past the tier
+    # routing picks first), at today's prices: what getting this answer from upstream would cost now.
+    producer = next((r for r in gw.routes.values() if r.upstream_model == entry.served_model), ctx.route)
+    avoided = producer.pricer.price(usage.to_token_usage(), gw.clock()).effective_cost
     now = gw.clock()
     event = UsageEvent(
         event_id=new_id(),
