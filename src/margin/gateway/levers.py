@@ -14,6 +14,7 @@ import orjson
 
 from ..levers import TierMap as _TierMap
 from ..levers import (
+    TrainedRouter,
     cascade_order,
     compress_messages,
     downgrade_order,
@@ -54,9 +55,13 @@ def _tier_map(policy: RoutingPolicy) -> _TierMap:
     return _TierMap(simple=policy.tiers["simple"], standard=policy.tiers["standard"], complex=policy.tiers["complex"])
 
 
-def route_model(policy: RoutingPolicy, wire: str, body: Mapping[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
+def route_model(
+    policy: RoutingPolicy, wire: str, body: Mapping[str, Any], learned: TrainedRouter | None = None
+) -> tuple[str, dict[str, Any], list[str]]:
     """(model to call, the decision to record, the cascade's later models). A pinned route always answers
-    with its pin; otherwise the complexity score picks the tier."""
+    with its pin; otherwise the complexity score picks the tier, and a learned router (when the route has
+    one) decides simple vs. not from the same signals: cheap enough -> simple; not -> the heuristic's tier,
+    or standard when the heuristic said simple."""
     if policy.pin:
         return policy.pin, {"routing": "pinned", "model": policy.pin}, []
     messages = body.get("messages") if isinstance(body.get("messages"), list) else []
@@ -67,15 +72,20 @@ def route_model(policy: RoutingPolicy, wire: str, body: Mapping[str, Any]) -> tu
         system=body.get("system") if wire == "anthropic" else None,
     )
     tiers = _tier_map(policy)
-    model = tiers.model_for(score.tier)
-    decision = {
+    tier = score.tier
+    decision: dict[str, Any] = {
         "routing": "tier",
-        "tier": score.tier,
         "score": round(score.score, 4),
         "signals": {k: round(v, 4) for k, v in score.signals.items()},
-        "model": model,
     }
-    later = list(cascade_order(score.tier, tiers)[1:]) if policy.cascade else []
+    if learned is not None:
+        probability = learned.predict_cheap_ok(score.signals)
+        cheap = probability >= learned.threshold
+        tier = "simple" if cheap else ("standard" if score.tier == "simple" else score.tier)
+        decision.update(routing="learned", heuristic_tier=score.tier, cheap_ok=round(probability, 4))
+    model = tiers.model_for(tier)
+    decision.update(tier=tier, model=model)
+    later = list(cascade_order(tier, tiers)[1:]) if policy.cascade else []
     return model, decision, later
 
 

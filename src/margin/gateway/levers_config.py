@@ -85,6 +85,10 @@ class RoutingPolicy(_Strict):
     cascade: bool = False
     validators: list[str] = Field(default_factory=list)
     downgrade_to_fit: bool = False
+    # A router trained by `margin router train` (its file carries the offline evaluation report; a file
+    # without one is refused at start-up). It decides simple vs. not; the heuristic still picks the tier
+    # above simple. See docs/router.md.
+    learned: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> RoutingPolicy:

@@ -310,7 +310,7 @@ def plan_request(
         decisions["lever"] = lever.name
         if lever.routing is not None and lever.routing.enabled and endpoint != "embeddings":
             _check_prompt_shape(endpoint, body, gw.config.models[0].name)
-            model, routing, cascade = route_model(lever.routing, wire, body)
+            model, routing, cascade = route_model(lever.routing, wire, body, gw.learned_routers.get(lever.name))
             decisions.update(routing)
     route = resolve_route(gw, model, principal)
     stream = bool(body.get("stream")) and endpoint != "embeddings"

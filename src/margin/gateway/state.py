@@ -19,6 +19,7 @@ from ..cache._exact import ExactCache
 from ..config import CustomModel, MarginConfig, margin_home
 from ..errors import ConfigError
 from ..keys import hash_key, parse_budget
+from ..levers import TrainedRouter
 from ..policy.budgets import BudgetCounters, counter_name, period_start
 from ..policy.limits import RateLimiter, SpendBreaker
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
@@ -106,6 +107,8 @@ class Gateway:
     background_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # Context-lever summaries by the content of the turns they replace (insertion order = eviction order).
     summary_cache: dict[str, str] = field(default_factory=dict)
+    # Learned routers (margin router train) by lever route name; loaded, with their report, at start-up.
+    learned_routers: dict[str, TrainedRouter] = field(default_factory=dict)
 
     KEY_CACHE_SECONDS = 5.0
 
@@ -211,6 +214,13 @@ def build_gateway(
             max_tokens_cap=m.max_tokens_cap,
             exact_prompt_count=encoding_for_model(upstream) is not None,
         )
+    # Everything that can refuse the configuration loads before the ledger opens.
+    learned_routers = {
+        lever.name: TrainedRouter.load(lever.routing.learned)
+        for lever in gw.levers
+        if lever.routing is not None and lever.routing.learned
+    }
+    semantic_caches = _semantic_caches(gw)
     path = database or default_ledger_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     ledger = SQLiteLedger(
@@ -230,7 +240,8 @@ def build_gateway(
         master_key=master,
         exact_cache=ExactCache(max_entries=gw.cache_max_entries, max_bytes=gw.cache_max_bytes),
     )
-    gateway.semantic_caches = _semantic_caches(gw)
+    gateway.semantic_caches = semantic_caches
+    gateway.learned_routers = learned_routers
     rebuild_counters(gateway)
     rebuild_breakers(gateway)
     return gateway

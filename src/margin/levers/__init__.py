@@ -6,6 +6,7 @@
 * cascade validation: :func:`validate_answer` -> :class:`Validation`; :class:`ValidatorRegistry`
 * prompt compression: :func:`compress_messages`, :func:`compress_text`
 * context management: :func:`fit_context`, :func:`summary_request`, :func:`with_summary`
+* learned router: :func:`training_rows`, :func:`train_router` -> :class:`TrainedRouter` (docs/router.md)
 """
 
 from ._complexity import (
@@ -19,6 +20,7 @@ from ._complexity import (
 )
 from ._compress import CompressionResult, TextCompression, compress_messages, compress_text, protected_spans
 from ._context import ContextResult, fit_context, summary_request, turns, with_summary
+from ._learned import EvaluationReport, TrainedRouter, train_router, training_rows
 from ._routing import (
     TIERS,
     RouteDecision,
@@ -50,10 +52,12 @@ __all__ = [
     "ComplexityScorer",
     "CompressionResult",
     "ContextResult",
+    "EvaluationReport",
     "RouteDecision",
     "TextCompression",
     "Tier",
     "TierMap",
+    "TrainedRouter",
     "Validation",
     "Validator",
     "ValidatorRegistry",
@@ -69,6 +73,8 @@ __all__ = [
     "schema_error",
     "score_request",
     "summary_request",
+    "train_router",
+    "training_rows",
     "turns",
     "validate_answer",
     "with_summary",
