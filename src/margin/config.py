@@ -11,7 +11,7 @@ import os
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -91,10 +91,39 @@ class TokensConfig(_Strict):
     family_factors: dict[str, Decimal] = Field(default_factory=dict)
 
 
+class AllocationRuleConfig(_Strict):
+    """How shared costs of one ``category`` are split (see docs/insights.md): ``proportional`` by ``basis``
+    (tokens, requests, gpu_seconds, cost), ``activity`` by ``activity_rates``, or ``even``."""
+
+    category: str
+    method: Literal["proportional", "activity", "even"] = "proportional"
+    basis: Literal["tokens", "requests", "gpu_seconds", "cost"] = "tokens"
+    activity_rates: dict[str, Decimal] = Field(default_factory=dict)
+    among: list[str] | None = None
+
+
+class SharedCostConfig(_Strict):
+    """A shared cost entered in the config for a period (``YYYY-MM``); ``margin costs add`` stores others."""
+
+    name: str
+    category: str
+    amount: Decimal = Field(ge=0, allow_inf_nan=False)
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+
+
+class InsightsConfig(_Strict):
+    # Tags every request should carry, for the coverage figures of reports.
+    required_tags: list[str] = Field(default_factory=lambda: ["team", "project", "environment", "cost_center"])
+    # Allocation rule per shared-cost category; a category without one is split proportionally by tokens.
+    allocation_rules: list[AllocationRuleConfig] = Field(default_factory=list)
+    shared_costs: list[SharedCostConfig] = Field(default_factory=list)
+
+
 class MarginConfig(_Strict):
     prices: PricesConfig = Field(default_factory=PricesConfig)
     tokens: TokensConfig = Field(default_factory=TokensConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    insights: InsightsConfig = Field(default_factory=InsightsConfig)
     # Where margin keeps its own files (an updated price data file, later the ledger).
     home: Path | None = None
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..errors import MarginError
-from . import cost, demo, gateway, plan, prices, router, tokens
+from . import cost, demo, gateway, insights, plan, prices, router, tokens
 from ._common import State, err_console
 
 __all__ = ["app", "main"]
@@ -52,6 +52,8 @@ app.add_typer(gateway.keys_app, name="keys")
 app.command("spend")(gateway.spend_command)
 app.add_typer(gateway.cache_app, name="cache")
 app.add_typer(router.router_app, name="router")
+app.add_typer(insights.costs_app, name="costs")
+app.add_typer(insights.report_app, name="report")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -143,6 +143,23 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE usage_events ADD COLUMN decisions TEXT NOT NULL DEFAULT '{}';
         """,
     ),
+    (
+        # Shared costs that are not per request (GPU instances, platform fees, engineering time), per month,
+        # entered with `margin costs add`; allocated over teams etc. by the insights reports.
+        "m007_shared_costs",
+        """
+        CREATE TABLE shared_costs (
+            name TEXT NOT NULL,
+            period TEXT NOT NULL,
+            category TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            amount_nanos INTEGER NOT NULL,
+            note TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (name, period)
+        );
+        """,
+    ),
 ]
 
 _MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

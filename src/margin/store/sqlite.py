@@ -1007,6 +1007,48 @@ class SQLiteLedger:
             (total,) = conn.execute(sql, params).fetchone()
         return from_nanos(int(total))
 
+    # -- insights (sync; the CLI and reports) -------------------------------------------------------------------
+
+    def usage_by_tags(
+        self, since: datetime | None, until: datetime | None
+    ) -> list[tuple[dict[str, str], Decimal, int, int, int]]:
+        """Spend per distinct tag set between ``since`` and ``until``: (tags, effective cost, input tokens,
+        output tokens, requests), exact. Rejected requests are left out (they cost nothing and used nothing)."""
+        where, params = self._time_filter(since, until)
+        where += (" AND " if where else " WHERE ") + "status != 'rejected'"
+        sql = (
+            "SELECT tags, margin_decimal_sum(effective_cost), COALESCE(SUM(input_tokens), 0), "
+            f"COALESCE(SUM(output_tokens), 0), COUNT(*) FROM usage_events{where} GROUP BY tags ORDER BY tags"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [(json.loads(t), Decimal(c or "0"), int(i), int(o), int(n)) for t, c, i, o, n in rows]
+
+    def add_shared_cost(self, name: str, period: str, category: str, amount: Decimal, note: str | None = None) -> None:
+        """Record (or replace) a shared cost for a month (``YYYY-MM``)."""
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+            raise ValueError(f"period must be a month like 2026-11, got {period!r}")
+        text, nanos = _money(amount, "amount")
+        row = (name, period, category, text, nanos, note, _ts(datetime.now(UTC), "created_at"))
+        self._submit_sync(_execute("INSERT OR REPLACE INTO shared_costs VALUES (?, ?, ?, ?, ?, ?, ?)", row))
+
+    def remove_shared_cost(self, name: str, period: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM shared_costs WHERE name = ? AND period = ?", (name, period)).rowcount > 0
+
+        return bool(self._submit_sync(op))
+
+    def shared_costs(self, period: str | None = None) -> list[tuple[str, str, str, Decimal, str | None]]:
+        """(name, period, category, amount, note) of the shared costs of ``period`` (all when None)."""
+        sql = "SELECT name, period, category, amount, note FROM shared_costs"
+        params: tuple[Any, ...] = ()
+        if period is not None:
+            sql += " WHERE period = ?"
+            params = (period,)
+        with self._reader() as conn:
+            rows = conn.execute(sql + " ORDER BY period, name", params).fetchall()
+        return [(n, p, c, Decimal(a), note) for n, p, c, a, note in rows]
+
     def open_reservations(self) -> list[Reservation]:
         """Open reservations: the ledger's rows, and this process's journaled ones."""
         with self._reader() as conn:

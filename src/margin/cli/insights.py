@@ -1,0 +1,202 @@
+"""``margin costs`` (shared costs that are not per request) and ``margin report attribution`` (showback:
+direct spend by tag plus allocated shared costs, adding up exactly to the total)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import re
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table as RichTable
+
+from ..insights.attribution import AllocationRule, SharedCost, UsageSlice, showback
+from ..money import format_usd
+from ._common import err_console, out_console, plain_decimal, print_json, state
+from .gateway import open_ledger
+
+costs_app = typer.Typer(
+    help="Shared costs that are not per request (GPU instances, platform fees, engineering time), per month.",
+    no_args_is_help=True,
+)
+report_app = typer.Typer(help="Reports on the ledger.", no_args_is_help=True)
+
+
+def month_bounds(period: str) -> tuple[datetime, datetime]:
+    """``2026-11`` -> (2026-11-01 00:00 UTC, 2026-12-01 00:00 UTC)."""
+    match = re.fullmatch(r"(\d{4})-(0[1-9]|1[0-2])", period)
+    if not match:
+        raise typer.BadParameter(f"a month like 2026-11, got {period!r}", param_hint="--period")
+    year, month = int(match[1]), int(match[2])
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def _amount(text: str, option: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"a number like 123.45, got {text!r}", param_hint=option) from None
+    if not value.is_finite() or value < 0:
+        raise typer.BadParameter(f"a non-negative number, got {text!r}", param_hint=option)
+    return value
+
+
+@costs_app.command("add")
+def costs_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A name for the item, unique per month, e.g. gpu-node-1.")],
+    period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
+    category: Annotated[str, typer.Option("--category", help="gpu, platform_fee, engineering, ...")] = "other",
+    amount: Annotated[str | None, typer.Option("--amount", help="USD for the month.")] = None,
+    hourly: Annotated[str | None, typer.Option("--hourly", help="USD per hour (with --hours).")] = None,
+    hours: Annotated[str | None, typer.Option("--hours", help="Hours in the month (with --hourly).")] = None,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+) -> None:
+    """Record a shared cost for a month: a fixed --amount, or --hourly x --hours (a GPU instance, an
+    engineer's time). Replaces an item of the same name and month."""
+    month_bounds(period)
+    if (amount is None) == (hourly is None or hours is None):
+        raise typer.BadParameter("give either --amount, or --hourly and --hours", param_hint="--amount")
+    value = (
+        _amount(amount, "--amount") if amount is not None else _amount(hourly, "--hourly") * _amount(hours, "--hours")
+    )  # type: ignore[arg-type]
+    ledger = open_ledger(state(ctx).config)
+    try:
+        ledger.add_shared_cost(name, period, category, value, note)
+    finally:
+        ledger.close()
+    out_console.print(f"{name} ({category}) for {period}: {format_usd(value)}")
+
+
+@costs_app.command("list")
+def costs_list(
+    ctx: typer.Context,
+    period: Annotated[str | None, typer.Option("--period", help="Only this month.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Shared costs recorded with `margin costs add`, and those in the config (insights.shared_costs)."""
+    items = _shared_items(state(ctx).config, period)
+    if as_json:
+        print_json([{"name": n, "period": p, "category": c, "amount": a, "source": s} for n, p, c, a, s in items])
+        return
+    table = RichTable(title="Shared costs" + (f" for {period}" if period else ""), title_justify="left")
+    for header in ("name", "period", "category", "amount", "source"):
+        table.add_column(header, justify="right" if header == "amount" else "left")
+    for n, p, c, a, s in items:
+        table.add_row(n, p, c, format_usd(a), s)
+    out_console.print(table)
+
+
+@costs_app.command("remove")
+def costs_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    period: Annotated[str, typer.Option("--period")],
+) -> None:
+    """Remove a shared cost recorded with `margin costs add`."""
+    ledger = open_ledger(state(ctx).config)
+    try:
+        removed = ledger.remove_shared_cost(name, period)
+    finally:
+        ledger.close()
+    if not removed:
+        err_console.print(f"[red]error:[/red] no shared cost {name!r} for {period}")
+        raise typer.Exit(2)
+    out_console.print(f"removed {name} for {period}")
+
+
+def _shared_items(config: Any, period: str | None) -> list[tuple[str, str, str, Decimal, str]]:
+    ledger = open_ledger(config)
+    try:
+        stored = [(n, p, c, a, "ledger") for n, p, c, a, _ in ledger.shared_costs(period)]
+    finally:
+        ledger.close()
+    configured = [
+        (item.name, item.period, item.category, item.amount, "config")
+        for item in config.insights.shared_costs
+        if period is None or item.period == period
+    ]
+    return configured + stored
+
+
+@report_app.command("attribution")
+def report_attribution(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
+    by: Annotated[str, typer.Option("--by", help="A tag: team, project, feature, cost_center, user, ...")] = "team",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
+) -> None:
+    """Showback for a month: each group's direct spend (by a tag, with an explicit 'unattributed' row), its
+    share of the month's shared costs by the configured allocation rules, and tag coverage. Direct and
+    allocated shares add up exactly to the total."""
+    config = state(ctx).config
+    start, end = month_bounds(period)
+    ledger = open_ledger(config)
+    try:
+        usage = ledger.usage_by_tags(start, end)
+    finally:
+        ledger.close()
+    slices = [UsageSlice(tags=t, cost=c, input_tokens=i, output_tokens=o, requests=n) for t, c, i, o, n in usage]
+    shared = [SharedCost(name=n, category=c, amount=a) for n, _, c, a, _ in _shared_items(config, period)]
+    rules = [
+        AllocationRule(
+            category=r.category, method=r.method, basis=r.basis, activity_rates=r.activity_rates, among=r.among
+        )
+        for r in config.insights.allocation_rules
+    ]
+    report = showback(slices, shared, rules, by, required_tags=config.insights.required_tags, period=period)
+    rows = report.rows()
+    if as_json:
+        print_json(report.as_dict())
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(list(rows[0].keys()) if rows else [])
+        for row in rows:
+            writer.writerow([plain_decimal(v) if isinstance(v, Decimal) else v for v in row.values()])
+        return
+    if html_file is not None:
+        html_file.write_text(_html(report.as_dict(), rows, by), encoding="utf-8")
+        out_console.print(f"wrote {html_file}")
+        return
+    table = RichTable(title=f"Showback {period} by {by}", title_justify="left")
+    for header in rows[0].keys() if rows else ():
+        table.add_column(str(header), justify="left" if header == by else "right")
+    for row in rows:
+        table.add_row(*[format_usd(v) if isinstance(v, Decimal) else str(v) for v in row.values()])
+    out_console.print(table)
+    coverage = report.coverage_display()
+    if coverage:
+        out_console.print(
+            "tag coverage (share of spend carrying the tag): "
+            + ", ".join(f"{tag} {value * 100:.1f}%" for tag, value in coverage.items())
+        )
+
+
+def _html(document: dict[str, Any], rows: list[dict[str, Any]], by: str) -> str:
+    """A self-contained HTML page (no scripts, no network): the showback table and its totals."""
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in (rows[0].keys() if rows else ()))
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(plain_decimal(v) if isinstance(v, Decimal) else str(v))}</td>" for v in r.values())
+        + "</tr>"
+        for r in rows
+    )
+    title = f"margin showback {document.get('period')} by {by}"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by margin.</p></body></html>"
+    )

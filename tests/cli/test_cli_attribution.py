@@ -1,0 +1,103 @@
+"""``margin costs`` and ``margin report attribution`` on a real ledger: direct spend by tag with an
+unattributed row, shared costs split by the configured rules, everything adding up exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from margin.store.sqlite import SQLiteLedger
+from margin.usage import UsageEvent
+
+from .test_cli_prices_cost import run
+
+
+def _seed(home, events):
+    async def go():
+        ledger = SQLiteLedger(home / "ledger.db")
+        for i, (tags, cost, tokens, when) in enumerate(events):
+            await ledger.write_event(
+                UsageEvent(
+                    event_id=f"e{i}",
+                    request_id=f"r{i}",
+                    attempt=0,
+                    started_at=when,
+                    finished_at=when,
+                    status="ok",
+                    endpoint="chat.completions",
+                    requested_model="gpt-4o-mini",
+                    tags=tags,
+                    input_tokens=tokens,
+                    output_tokens=0,
+                    list_cost=Decimal(cost),
+                    effective_cost=Decimal(cost),
+                )
+            )
+        await ledger.aclose()
+
+    asyncio.run(go())
+
+
+NOV = datetime(2026, 11, 10, tzinfo=UTC)
+DEC = datetime(2026, 12, 2, tzinfo=UTC)
+
+
+def test_showback_adds_up_exactly(capsys, tmp_path):
+    home = Path(os.environ["MARGIN_HOME"])  # a fresh directory per test (tests/conftest.py)
+    home.mkdir(parents=True, exist_ok=True)
+    _seed(
+        home,
+        [
+            ({"team": "ml", "project": "p"}, "0.30", 3000, NOV),
+            ({"team": "web"}, "0.10", 1000, NOV),
+            ({}, "0.05", 1000, NOV),  # untagged: unattributed
+            ({"team": "ml"}, "9.99", 9000, DEC),  # another month: not in November's report
+        ],
+    )
+    code, _, err = run(
+        capsys,
+        "costs",
+        "add",
+        "gpu-node",
+        "--period",
+        "2026-11",
+        "--category",
+        "gpu",
+        "--hourly",
+        "2.50",
+        "--hours",
+        "10",
+    )
+    assert code == 0, err
+    code, _, _ = run(capsys, "costs", "add", "platform", "--period", "2026-11", "--category", "fee", "--amount", "1")
+    assert code == 0
+    code, out, _ = run(capsys, "costs", "list", "--period", "2026-11", "--json")
+    assert {item["name"]: Decimal(item["amount"]) for item in json.loads(out)} == {
+        "gpu-node": Decimal("25.00"),
+        "platform": Decimal("1"),
+    }
+    code, out, err = run(capsys, "report", "attribution", "--period", "2026-11", "--by", "team", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    text = json.dumps(doc)
+    assert "unattributed" in text
+    # Direct: ml 0.30, web 0.10, unattributed 0.05 (December's 9.99 excluded); shared 26.00 split by tokens
+    # (the default rule) 3000 : 1000 : 1000 -> ml 15.60, web 5.20, unattributed 5.20.
+    code, out, _ = run(capsys, "report", "attribution", "--period", "2026-11", "--by", "team", "--csv")
+    rows = {r["team"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert Decimal(rows["ml"]["direct"]) == Decimal("0.30")
+    assert Decimal(rows["ml"]["total"]) == Decimal("0.30") + Decimal("15.60")
+    assert Decimal(rows["web"]["total"]) == Decimal("0.10") + Decimal("5.20")
+    assert Decimal(rows["unattributed"]["total"]) == Decimal("0.05") + Decimal("5.20")
+    assert Decimal(rows["TOTAL"]["total"]) == Decimal("26.45")
+    page = tmp_path / "showback.html"
+    code, _, _ = run(capsys, "report", "attribution", "--period", "2026-11", "--html", str(page))
+    assert code == 0 and "unattributed" in page.read_text() and "<script" not in page.read_text()
+    code, _, err = run(capsys, "report", "attribution", "--period", "2026-13")
+    assert code == 2 and "2026-11" in err
