@@ -101,3 +101,35 @@ def test_showback_adds_up_exactly(capsys, tmp_path):
     assert code == 0 and "unattributed" in page.read_text() and "<script" not in page.read_text()
     code, _, err = run(capsys, "report", "attribution", "--period", "2026-13")
     assert code == 2 and "2026-11" in err
+
+
+def test_forecast_per_team_with_budget_status(capsys, tmp_path):
+    from datetime import timedelta
+
+    home = Path(os.environ["MARGIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    events = []
+    for days_ago in range(1, 30):
+        when = now - timedelta(days=days_ago)
+        events.append(({"team": "ml"}, "2.00", 100, when))
+        events.append(({"team": "web"}, "0.50", 100, when))
+    _seed(home, events)
+    config = tmp_path / "margin.yaml"
+    config.write_text(
+        "gateway:\n  budgets:\n    - {name: ml-month, scope: team, value: ml, period: month, amount: 10}\n"
+    )
+    code, out, err = run(capsys, "--config", str(config), "report", "forecast", "--by", "team", "--json")
+    assert code == 0, err
+    groups = {g["group"]: g for g in json.loads(out)["groups"]}
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    ml_days = sum(1 for d in range(1, 30) if now - timedelta(days=d) >= month_start)
+    assert Decimal(groups["ml"]["spent"]) == Decimal("2.00") * ml_days  # exact, this month only
+    assert Decimal(groups["ml"]["projected"]) >= Decimal(groups["ml"]["spent"])
+    assert Decimal(groups["ml"]["low"]) <= Decimal(groups["ml"]["projected"]) <= Decimal(groups["ml"]["high"])
+    (budget,) = groups["ml"]["budgets"]
+    expected = "over_hard_limit" if ml_days * 2 >= 11 else ("over" if ml_days * 2 >= 10 else None)
+    if expected:
+        assert budget["status"] == expected
+    assert budget["status"] in ("on_track", "approaching", "over", "over_hard_limit")
+    assert groups["web"]["budgets"] == []  # the budget is ml's only

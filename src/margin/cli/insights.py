@@ -200,3 +200,85 @@ def _html(document: dict[str, Any], rows: list[dict[str, Any]], by: str) -> str:
         f"<h1>{html.escape(title)}</h1><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         f"<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by margin.</p></body></html>"
     )
+
+
+@report_app.command("forecast")
+def report_forecast(
+    ctx: typer.Context,
+    by: Annotated[str | None, typer.Option("--by", help="team, project, feature, model, key or tag:NAME.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """This month's spend so far and its projected total per group (burn rate of the last full days with
+    day-of-week seasonality, and a 10-90% interval), with the status of the month budgets that apply and the
+    day each would run out at the current rate."""
+    from datetime import date, timedelta
+
+    from ..insights.forecast import budget_status, month_end_forecast, runout_date
+
+    config = state(ctx).config
+    now = datetime.now(UTC)
+    since = datetime(now.year, now.month, 1, tzinfo=UTC) - timedelta(days=35)
+    ledger = open_ledger(config)
+    try:
+        rows = ledger.daily_spend(since, None, by)
+    finally:
+        ledger.close()
+    series: dict[str | None, dict[date, Decimal]] = {}
+    for day, group, cost in rows:
+        series.setdefault(group, {})[date.fromisoformat(day)] = cost
+    if by is None:
+        series.setdefault(None, {})
+    budgets = [b for b in config.gateway.budgets if b.period == "month"]
+    out = []
+    for group, daily in sorted(series.items(), key=lambda item: item[0] or ""):
+        forecast = month_end_forecast(daily, now)
+        entry: dict[str, Any] = {
+            "group": group if by else "(all)",
+            "spent": forecast.spent_to_date,
+            "projected": forecast.projected_total,
+            "low": forecast.low,
+            "high": forecast.high,
+            "method": forecast.method,
+            "budgets": [],
+        }
+        for budget in budgets:
+            applies = budget.scope == "global" if by is None else budget.scope == by and budget.value in (None, group)
+            if not applies:
+                continue
+            status = budget_status(
+                forecast.spent_to_date,
+                forecast.projected_total,
+                budget.amount,
+                warn=budget.warn,
+                review=budget.review,
+                block=budget.block,
+            )
+            runs_out = runout_date(
+                forecast.spent_to_date,
+                budget.amount,
+                forecast.base_rate,
+                today=forecast.as_of,
+                factors=forecast.by_weekday_factors,
+                today_remaining=forecast.today_remaining,
+            )
+            entry["budgets"].append({"name": budget.name, "cap": budget.amount, "status": status, "runs_out": runs_out})
+        out.append(entry)
+    if as_json:
+        print_json({"as_of": now, "by": by, "groups": out})
+        return
+    table = RichTable(title=f"Month-end forecast{' by ' + by if by else ''} (as of {now:%Y-%m-%d %H:%M} UTC)")
+    for header in (by or "scope", "spent", "projected", "10-90%", "budgets"):
+        table.add_column(header, justify="left" if header in (by or "scope", "budgets") else "right")
+    for e in out:
+        table.add_row(
+            str(e["group"]),
+            format_usd(e["spent"]),
+            format_usd(e["projected"]),
+            f"{format_usd(e['low'])} - {format_usd(e['high'])}",
+            "; ".join(
+                f"{b['name']}: {b['status']}" + (f", runs out {b['runs_out']}" if b["runs_out"] else "")
+                for b in e["budgets"]
+            )
+            or "-",
+        )
+    out_console.print(table)

@@ -166,6 +166,22 @@ def _tags_json(tags: Mapping[str, str], what: str) -> str:
     return json.dumps(dict(tags), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _group_sql(group_by: str | None) -> tuple[str, list[Any]]:
+    """The SQL expression (and its parameters) of a spend grouping: key, model, provider, status, a tag."""
+    if group_by is None:
+        return "NULL", []
+    if group_by == "key":
+        return "key_id", []
+    if group_by == "model":
+        return "served_model", []
+    if group_by in ("provider", "status"):
+        return group_by, []
+    if group_by in ("user", "team", "project", "feature") or group_by.startswith("tag:"):
+        name = group_by[4:] if group_by.startswith("tag:") else group_by
+        return "json_extract(tags, ?)", [_tag_path(name)]
+    raise ValueError(f"cannot group spend by {group_by!r}: use one of {', '.join(GROUP_BY_CHOICES)} or tag:NAME")
+
+
 def _tag_path(name: str) -> str:
     if not _TAG_NAME.match(name):
         raise ValueError(f"invalid tag name {name!r}: it must be non-empty, without quotes or backslashes")
@@ -926,23 +942,7 @@ class SQLiteLedger:
         ``provider``, ``status``, ``user``/``team``/``project``/``feature`` (tags), or ``tag:NAME``. Rows come
         most expensive first. Costs are exact sums of the stored Decimal text.
         """
-        params: list[Any] = []
-        if group_by is None:
-            group_sql = "NULL"
-        elif group_by == "key":
-            group_sql = "key_id"
-        elif group_by == "model":
-            group_sql = "served_model"
-        elif group_by in ("provider", "status"):
-            group_sql = group_by
-        elif group_by in ("user", "team", "project", "feature") or group_by.startswith("tag:"):
-            name = group_by[4:] if group_by.startswith("tag:") else group_by
-            group_sql = "json_extract(tags, ?)"
-            params.append(_tag_path(name))
-        else:
-            raise ValueError(
-                f"cannot group spend by {group_by!r}: use one of {', '.join(GROUP_BY_CHOICES)} or tag:NAME"
-            )
+        group_sql, params = _group_sql(group_by)
         where, where_params = self._time_filter(since, until)
         sql = (
             f"SELECT {group_sql} AS grp, COUNT(DISTINCT request_id), COALESCE(SUM(input_tokens), 0), "
@@ -1008,6 +1008,20 @@ class SQLiteLedger:
         return from_nanos(int(total))
 
     # -- insights (sync; the CLI and reports) -------------------------------------------------------------------
+
+    def daily_spend(
+        self, since: datetime | None, until: datetime | None, group_by: str | None = None
+    ) -> list[tuple[str, str | None, Decimal]]:
+        """(UTC day ``YYYY-MM-DD``, group, exact effective cost) per day and group (see :meth:`spend`)."""
+        group_sql, params = _group_sql(group_by)
+        where, where_params = self._time_filter(since, until)
+        sql = (
+            f"SELECT substr(finished_at, 1, 10) AS day, {group_sql} AS grp, margin_decimal_sum(effective_cost) "
+            f"FROM usage_events{where} GROUP BY day, grp ORDER BY day"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(sql, params + where_params).fetchall()
+        return [(day, None if grp is None else str(grp), Decimal(cost or 0)) for day, grp, cost in rows]
 
     def usage_by_tags(
         self, since: datetime | None, until: datetime | None
