@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..errors import MarginError
-from . import cost, demo, gateway, insights, plan, prices, router, tokens
+from . import cost, demo, export, gateway, insights, plan, prices, router, tokens
 from ._common import State, err_console
 
 __all__ = ["app", "main"]
@@ -54,6 +54,7 @@ app.add_typer(gateway.cache_app, name="cache")
 app.add_typer(router.router_app, name="router")
 app.add_typer(insights.costs_app, name="costs")
 app.add_typer(insights.report_app, name="report")
+app.add_typer(export.export_app, name="export")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
