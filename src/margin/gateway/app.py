@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from ..errors import MarginError
 from ..ids import new_id
+from ..policy.budgets import period_key
 from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
 from ._sse_response import SSEResponse
@@ -143,22 +144,22 @@ async def _record_rejection(
         return
     now = gw.clock()
     model = body.get("model") if isinstance(body.get("model"), str) else ""
-    await gw.ledger.write_event(
-        UsageEvent(
-            event_id=new_id(),
-            request_id=new_id(),
-            attempt=0,
-            started_at=now,
-            finished_at=now,
-            status="rejected",
-            endpoint=endpoint,
-            requested_model=model,
-            key_id=principal.key_id,
-            tags=principal.tags,
-            error_type=getattr(error, "code", None) or error.error_type,
-            error_message=error.message[:500],
-        )
+    event = UsageEvent(
+        event_id=new_id(),
+        request_id=new_id(),
+        attempt=0,
+        started_at=now,
+        finished_at=now,
+        status="rejected",
+        endpoint=endpoint,
+        requested_model=model,
+        key_id=principal.key_id,
+        tags=principal.tags,
+        error_type=getattr(error, "code", None) or error.error_type,
+        error_message=error.message[:500],
     )
+    await gw.ledger.write_event(event)
+    gw.metrics.observe(event)
 
 
 def _downgrade_to_fit(gw: Gateway, ctx: CallContext) -> str | None:
@@ -398,6 +399,39 @@ def create_app(gw: Gateway) -> _FastRoutes:
         except GatewayError as exc:
             return _error_response(exc, "openai")
 
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics (gateway/metrics.py): the master key as a bearer token, unless
+        gateway.metrics_open lets any scraper in (keep /metrics on an internal network then)."""
+        if not gw.config.metrics_open:
+            secret = request.headers.get("authorization", "")[7:].strip()
+            if gw.master_key is None or secret != gw.master_key:
+                return _error_response(
+                    GatewayError(
+                        "/metrics needs the master key as a bearer token (or gateway.metrics_open: true)",
+                        status=401,
+                        error_type="authentication_error",
+                    ),
+                    "openai",
+                )
+        now = gw.clock()
+        rules = {rule.name: rule for rule in gw.config.budgets}
+        budgets = []
+        for counter, (spent, _reserved) in gw.counters.items():
+            name, scope, period = counter.split("|", 2)
+            rule = rules.get(name)
+            if rule is None or rule.amount <= 0 or period != period_key(rule.period, now):
+                continue  # keys' own budgets and past periods are left out (bounded series)
+            budgets.append((name, scope.partition("=")[2], float(spent / rule.amount)))
+        text = gw.metrics.render(
+            budgets=budgets,
+            gauges=lambda: {
+                "margin_ledger_writes_in_flight": float(gw.ledger.in_flight),
+                "margin_open_reservations": float(gw.ledger.journal_open_count),
+                "margin_exact_cache_entries": float(len(gw.exact_cache)),
+            },
+        )
+        return Response(text, media_type="text/plain; version=0.0.4")
+
     async def health(request: Request) -> Response:
         return _json({"status": "ok", "models": len(gw.routes)})
 
@@ -416,6 +450,7 @@ def create_app(gw: Gateway) -> _FastRoutes:
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/margin/feedback", feedback, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *admin_routes(gw),
     ]
     return _FastRoutes(proxied, Starlette(routes=routes, lifespan=lifespan))

@@ -188,6 +188,8 @@ class GatewayConfig(_Strict):
     # How long the ledger's writer lingers before committing events nobody waits for, so one commit carries
     # several requests' events even at low concurrency (they become visible to readers that much later).
     ledger_commit_delay_ms: float = Field(default=5.0, ge=0, le=1000)
+    # true: GET /metrics answers without the master key (for a Prometheus on a trusted internal network).
+    metrics_open: bool = False
     # Cost-reduction levers per lever route (see levers_config.py and docs/savings.md); none by default.
     levers: list[LeverRoute] = Field(default_factory=list)
     # The exact cache's bounds (all lever routes share it): entries and bytes of cached bodies.

@@ -27,6 +27,7 @@ from ..store.base import VirtualKey
 from ..store.sqlite import SQLiteLedger, default_ledger_path
 from ..tokens import encoding_for_model
 from .config import BudgetConfig, GatewayConfig, ModelRouteConfig, ProviderConfig
+from .metrics import GatewayMetrics
 from .providers.anthropic import AnthropicProvider
 from .providers.base import Provider
 from .providers.mock import MockProvider
@@ -109,6 +110,7 @@ class Gateway:
     summary_cache: dict[str, str] = field(default_factory=dict)
     # Learned routers (margin router train) by lever route name; loaded, with their report, at start-up.
     learned_routers: dict[str, TrainedRouter] = field(default_factory=dict)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
 
     KEY_CACHE_SECONDS = 5.0
 

@@ -626,6 +626,11 @@ class SQLiteLedger:
         """The most writes ever in flight at once (never above ``queue_size``)."""
         return self._slots.max_in_flight
 
+    @property
+    def journal_open_count(self) -> int:
+        """Reservations open in this process's journal (in memory: no database read)."""
+        return len(self._journal.open_reservations()) if self._journal is not None else 0
+
     def _check_usable(self) -> None:
         if self._failure is not None:
             raise self._failed_error()
