@@ -282,3 +282,68 @@ def report_forecast(
             or "-",
         )
     out_console.print(table)
+
+
+tasks_app = typer.Typer(help="Tasks: requests grouped by X-Margin-Task-Id, and how they ended.", no_args_is_help=True)
+
+
+@tasks_app.command("outcome")
+def tasks_outcome(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(help="The X-Margin-Task-Id the task's requests carried.")],
+    outcome: Annotated[str, typer.Argument(help="success or failure")],
+    note: Annotated[str | None, typer.Option("--note")] = None,
+) -> None:
+    """Record how a task ended (also POST /v1/margin/tasks/{id}/outcome on the gateway)."""
+    if outcome not in ("success", "failure"):
+        raise typer.BadParameter("success or failure", param_hint="OUTCOME")
+    ledger = open_ledger(state(ctx).config)
+    try:
+        ledger.set_task_outcome(task_id, outcome, note=note)
+    finally:
+        ledger.close()
+    out_console.print(f"task {task_id}: {outcome}")
+
+
+@report_app.command("tasks")
+def report_tasks(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Cost per task and per SUCCESSFUL task: what all tasks cost (failed and unknown ones included, since
+    their spend was needed to get the successes) divided by the tasks that succeeded."""
+    start, end = month_bounds(period)
+    ledger = open_ledger(state(ctx).config)
+    try:
+        tasks = ledger.task_costs(start, end)
+    finally:
+        ledger.close()
+    total = sum((cost for _, _, cost, _ in tasks), Decimal(0))
+    counts = {o: sum(1 for *_, outcome in tasks if outcome == o) for o in ("success", "failure", None)}
+    nano = Decimal("0.000000001")  # a nano-dollar: the ledger's resolution
+    per_task = (total / len(tasks)).quantize(nano) if tasks else None
+    per_success = (total / counts["success"]).quantize(nano) if counts["success"] else None
+    doc = {
+        "period": period,
+        "tasks": len(tasks),
+        "succeeded": counts["success"],
+        "failed": counts["failure"],
+        "unknown": counts[None],
+        "total_cost": total,
+        "cost_per_task": per_task,
+        "cost_per_successful_task": per_success,
+        "requests": sum(n for _, n, _, _ in tasks),
+    }
+    if as_json:
+        print_json(doc)
+        return
+    table = RichTable(title=f"Tasks {period}", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in doc.items():
+        if name == "period":
+            continue
+        shown = format_usd(value) if isinstance(value, Decimal) else ("-" if value is None else f"{value:,}")
+        table.add_row(name.replace("_", " "), shown)
+    out_console.print(table)

@@ -432,6 +432,42 @@ def create_app(gw: Gateway) -> _FastRoutes:
         )
         return Response(text, media_type="text/plain; version=0.0.4")
 
+    async def task_outcome(request: Request) -> Response:
+        """``POST /v1/margin/tasks/{task_id}/outcome {"outcome": "success"|"failure", "note": ...}``: how a task
+        (requests sent with ``X-Margin-Task-Id``) ended, for the cost per successful task. A key may record
+        outcomes only of tasks its own requests belong to; the master key, of any task."""
+        try:
+            principal = await authenticate(gw, request.headers)
+            task_id = request.path_params["task_id"]
+            try:
+                body = orjson.loads(await request.body())
+            except orjson.JSONDecodeError:
+                body = None
+            outcome = body.get("outcome") if isinstance(body, dict) else None
+            note = body.get("note") if isinstance(body, dict) else None
+            if outcome not in ("success", "failure") or not (note is None or isinstance(note, str)):
+                raise GatewayError(
+                    'send {"outcome": "success"} or {"outcome": "failure"} (and optionally "note")',
+                    status=400,
+                    error_type="invalid_request_error",
+                    code="invalid_outcome",
+                )
+            await gw.ledger.flush()
+            owners = await asyncio.to_thread(gw.ledger.task_keys, task_id)
+            if not owners or (principal.key is not None and principal.key_id not in owners):
+                raise GatewayError(
+                    f"no requests of this key carry task id {task_id!r} (send them with X-Margin-Task-Id)",
+                    status=404,
+                    error_type="not_found_error",
+                    code="task_not_found",
+                )
+            await asyncio.to_thread(
+                gw.ledger.set_task_outcome, task_id, outcome, note=(note or None), key_id=principal.key_id
+            )
+            return _json({"task_id": task_id, "outcome": outcome})
+        except GatewayError as exc:
+            return _error_response(exc, "openai")
+
     async def health(request: Request) -> Response:
         return _json({"status": "ok", "models": len(gw.routes)})
 
@@ -449,6 +485,7 @@ def create_app(gw: Gateway) -> _FastRoutes:
         *(Route(path, _starlette_route(handler), methods=["POST"]) for path, handler in proxied.items()),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/margin/feedback", feedback, methods=["POST"]),
+        Route("/v1/margin/tasks/{task_id}/outcome", task_outcome, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *admin_routes(gw),

@@ -160,6 +160,19 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    (
+        # Outcomes of tasks (requests grouped by X-Margin-Task-Id), for the cost per successful task.
+        "m008_task_outcomes",
+        """
+        CREATE TABLE task_outcomes (
+            task_id TEXT PRIMARY KEY,
+            outcome TEXT NOT NULL,
+            note TEXT,
+            key_id TEXT,
+            recorded_at TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 _MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

@@ -71,6 +71,7 @@ _MAX_NANOS = 2**63 - 1
 _SUM_CONTEXT = Context(prec=400, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation])
 _TAG_NAME = re.compile(r'^[^"\\\x00-\x1f]+$')
 _READ_POOL_SIZE = 4
+TASK_OUTCOMES = ("success", "failure")
 
 # ---------------------------------------------------------------------------------------------------------
 # Encoding
@@ -1067,6 +1068,44 @@ class SQLiteLedger:
         with self._reader() as conn:
             rows = conn.execute(sql + " ORDER BY period, name", params).fetchall()
         return [(n, p, c, Decimal(a), note) for n, p, c, a, note in rows]
+
+    # -- tasks ------------------------------------------------------------------------------------------------------
+
+    def set_task_outcome(
+        self, task_id: str, outcome: str, *, note: str | None = None, key_id: str | None = None
+    ) -> None:
+        """Record (or replace) a task's outcome: ``success`` or ``failure`` (sync; async callers use a thread)."""
+        if outcome not in TASK_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(TASK_OUTCOMES)}, got {outcome!r}")
+        if not task_id or len(task_id) > 200:
+            raise ValueError("task_id must be 1-200 characters")
+        row = (task_id, outcome, note, key_id, _ts(datetime.now(UTC), "recorded_at"))
+        self._submit_sync(_execute("INSERT OR REPLACE INTO task_outcomes VALUES (?, ?, ?, ?, ?)", row))
+
+    def task_keys(self, task_id: str) -> set[str | None]:
+        """The keys whose requests carried ``task_id``."""
+        with self._reader() as conn:
+            return {
+                k for (k,) in conn.execute("SELECT DISTINCT key_id FROM usage_events WHERE task_id = ?", (task_id,))
+            }
+
+    def task_costs(self, since: datetime | None, until: datetime | None) -> list[tuple[str, int, Decimal, str | None]]:
+        """(task id, requests, exact effective cost, outcome or None) of the tasks with events in the period."""
+        clauses, params = ["e.task_id IS NOT NULL"], []
+        if since is not None:
+            clauses.append("e.finished_at >= ?")
+            params.append(_ts(since, "since"))
+        if until is not None:
+            clauses.append("e.finished_at < ?")
+            params.append(_ts(until, "until"))
+        sql = (
+            "SELECT e.task_id, COUNT(DISTINCT e.request_id), margin_decimal_sum(e.effective_cost), o.outcome "
+            "FROM usage_events e LEFT JOIN task_outcomes o ON o.task_id = e.task_id "
+            f"WHERE {' AND '.join(clauses)} GROUP BY e.task_id ORDER BY e.task_id"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [(t, int(n), Decimal(c or "0"), o) for t, n, c, o in rows]
 
     def open_reservations(self) -> list[Reservation]:
         """Open reservations: the ledger's rows, and this process's journaled ones."""
