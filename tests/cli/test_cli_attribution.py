@@ -133,3 +133,59 @@ def test_forecast_per_team_with_budget_status(capsys, tmp_path):
         assert budget["status"] == expected
     assert budget["status"] in ("on_track", "approaching", "over", "over_hard_limit")
     assert groups["web"]["budgets"] == []  # the budget is ml's only
+
+
+def test_recommendations_find_simple_requests_on_an_expensive_model(capsys, tmp_path):
+    from datetime import timedelta
+
+    home = Path(os.environ["MARGIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    async def go():
+        ledger = SQLiteLedger(home / "ledger.db")
+        for i in range(200):
+            when = now - timedelta(hours=i)
+            await ledger.write_event(
+                UsageEvent(
+                    event_id=f"e{i}",
+                    request_id=f"r{i}",
+                    attempt=0,
+                    started_at=when,
+                    finished_at=when,
+                    status="ok",
+                    endpoint="chat.completions",
+                    requested_model="gpt-4o",
+                    served_model="gpt-4o",
+                    provider="openai",
+                    tags={"team": "ml"},
+                    input_tokens=300,
+                    output_tokens=50,
+                    list_cost=Decimal("0.00125"),
+                    effective_cost=Decimal("0.00125"),
+                    max_tokens=4096,
+                )
+            )
+        await ledger.aclose()
+
+    asyncio.run(go())
+    code, out, err = run(
+        capsys,
+        "report",
+        "recommendations",
+        "--since",
+        "10d",
+        "--cheap-model",
+        "gpt-4o-mini",
+        "--expensive",
+        "gpt-4o",
+        "--json",
+    )
+    assert code == 0, err
+    found = json.loads(out)
+    kinds = {r["kind"] for r in found}
+    assert "cheaper_model" in kinds
+    cheaper = next(r for r in found if r["kind"] == "cheaper_model")
+    assert Decimal(cheaper["estimated_monthly_saving"]) > 0
+    code, out, _ = run(capsys, "report", "recommendations", "--since", "10d")
+    assert code == 0

@@ -347,3 +347,55 @@ def report_tasks(
         shown = format_usd(value) if isinstance(value, Decimal) else ("-" if value is None else f"{value:,}")
         table.add_row(name.replace("_", " "), shown)
     out_console.print(table)
+
+
+@report_app.command("recommendations")
+def report_recommendations(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option("--since", help="Look-back: 30d, 7d, 24h or a date (UTC).")] = "30d",
+    cheap_model: Annotated[str | None, typer.Option("--cheap-model", help="The cheap tier, e.g. gpt-4o-mini.")] = None,
+    expensive: Annotated[
+        str | None, typer.Option("--expensive", help="Comma-separated models to look for simple requests on.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What to change, from the ledger itself, each with its evidence and an estimated monthly saving: simple
+    requests on expensive models, cacheable repeats, context bloat, max_tokens issues (docs/insights-recommend.md)."""
+    from ..insights.recommend import catalog_pricer, recommend
+    from .gateway import parse_since
+
+    st = state(ctx)
+    start = parse_since(since)
+    now = datetime.now(UTC)
+    ledger = open_ledger(st.config)
+    try:
+        events = ledger.events_between(start, None)
+    finally:
+        ledger.close()
+    if not events:
+        out_console.print("no usage in the period: nothing to recommend yet")
+        return
+    first = start or events[0].finished_at
+    period_days = max(Decimal(1), Decimal(str(round((now - first).total_seconds() / 86400, 6))))
+    found = recommend(
+        events,
+        price=catalog_pricer(st.catalog, now),
+        period_days=period_days,
+        cheap_model=cheap_model,
+        expensive_models=[m.strip() for m in expensive.split(",")] if expensive else (),
+        default_max_tokens=st.config.gateway.default_max_tokens,
+    )
+    if as_json:
+        from dataclasses import asdict
+
+        print_json([asdict(r) for r in found])
+        return
+    if not found:
+        out_console.print("no recommendations: nothing in the ledger looks worth changing")
+        return
+    table = RichTable(title=f"Recommendations (last {period_days.normalize()} days)", title_justify="left")
+    for header in ("saving / month", "confidence", "recommendation", "action"):
+        table.add_column(header, justify="right" if header.startswith("saving") else "left")
+    for r in found:
+        table.add_row(format_usd(r.estimated_monthly_saving), r.confidence, r.title, r.action)
+    out_console.print(table)

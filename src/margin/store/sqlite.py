@@ -1069,6 +1069,15 @@ class SQLiteLedger:
             rows = conn.execute(sql + " ORDER BY period, name", params).fetchall()
         return [(n, p, c, Decimal(a), note) for n, p, c, a, note in rows]
 
+    def events_between(
+        self, since: datetime | None, until: datetime | None, *, limit: int = 1_000_000
+    ) -> list[UsageEvent]:
+        """Usage events finished in [since, until), oldest first, at most ``limit`` (reports that need rows)."""
+        where, params = self._time_filter(since, until)
+        with self._reader() as conn:
+            rows = conn.execute(f"{_SELECT_EVENT}{where} ORDER BY finished_at LIMIT ?", [*params, limit]).fetchall()
+        return [_event_from_row(row) for row in rows]
+
     # -- tasks ------------------------------------------------------------------------------------------------------
 
     def set_task_outcome(
