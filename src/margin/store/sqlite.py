@@ -42,21 +42,42 @@ import re
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, get_args
-
-import orjson
 
 from ..config import MarginConfig, margin_home
 from ..ids import new_id
 from ..keys import hash_key
 from ..usage import UsageEvent
-from .base import GROUP_BY_CHOICES, Alert, LedgerError, Reservation, SpendRow, SyncMode, VirtualKey
+from ._queue import _STOP, _execute, _Item, _Op, _resolve_async, _running_loop, _Slots
+from ._rows import (
+    _INSERT_ALERT,
+    _INSERT_EVENT,
+    _INSERT_KEY,
+    _INSERT_RESERVATION,
+    _RESERVATION_ID_AT,
+    _SELECT_EVENT,
+    _SELECT_KEY,
+    _SELECT_RESERVATION,
+    NANOS_PER_USD,
+    _DecimalSum,
+    _event_from_row,
+    _event_row,
+    _group_sql,
+    _key_from_row,
+    _key_row,
+    _money,
+    _reservation_from_row,
+    _reservation_row,
+    _tag_path,
+    _ts,
+    from_nanos,
+    to_nanos,
+)
+from .base import Alert, LedgerError, Reservation, SpendRow, SyncMode, VirtualKey
 from .journal import ReservationJournal, recover_journals
 from .migrations import MIGRATIONS, Migration, apply_migrations
 
@@ -64,265 +85,8 @@ __all__ = ["NANOS_PER_USD", "SQLiteLedger", "default_ledger_path", "from_nanos",
 
 _log = logging.getLogger(__name__)
 
-NANOS_PER_USD = 10**9
-_MAX_NANOS = 2**63 - 1
-# Sums of Decimal text in SQL: enough precision for any realistic ledger, and Inexact trapped, so a sum is
-# exact or raises, never silently rounded.
-_SUM_CONTEXT = Context(prec=400, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation])
-_TAG_NAME = re.compile(r'^[^"\\\x00-\x1f]+$')
 _READ_POOL_SIZE = 4
 TASK_OUTCOMES = ("success", "failure")
-
-# ---------------------------------------------------------------------------------------------------------
-# Encoding
-# ---------------------------------------------------------------------------------------------------------
-
-_EVENT_COLUMNS = tuple(
-    """
-    event_id request_id attempt started_at finished_at status endpoint requested_model served_model
-    provider key_id tags task_id input_tokens cache_read_tokens cache_write_tokens output_tokens
-    reasoning_tokens usage_source list_cost list_cost_nanos effective_cost effective_cost_nanos
-    price_source latency_ms ttft_ms error_type error_message retries stream route cache fallback_from
-    max_tokens reserved_cost reserved_cost_nanos reservation_id avoided_cost avoided_cost_nanos decisions
-    """.split()
-)
-_RESERVATION_ID_AT = _EVENT_COLUMNS.index("reservation_id")
-_INSERT_EVENT = (
-    f"INSERT INTO usage_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
-)
-_SELECT_EVENT = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM usage_events"
-
-_RESERVATION_COLUMNS = tuple(
-    """
-    reservation_id request_id scopes amount amount_nanos created_at expires_at key_id tags endpoint
-    model
-    """.split()
-)
-_INSERT_RESERVATION = (
-    f"INSERT INTO reservations ({', '.join(_RESERVATION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_RESERVATION_COLUMNS))})"
-)
-_SELECT_RESERVATION = f"SELECT {', '.join(_RESERVATION_COLUMNS)} FROM reservations"
-
-_KEY_COLUMNS = tuple(
-    """
-    key_id key_hash prefix user team project tags budget models created_at revoked_at
-    """.split()
-)
-_INSERT_KEY = f"INSERT INTO keys ({', '.join(_KEY_COLUMNS)}) VALUES ({', '.join('?' * len(_KEY_COLUMNS))})"
-_INSERT_ALERT = "INSERT INTO alerts (alert_id, created_at, kind, scope, message, data) VALUES (?, ?, ?, ?, ?, ?)"
-_SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM keys"
-
-
-def to_nanos(amount: Decimal) -> int:
-    """USD -> integer nano-dollars, rounded half-even once (exact rational arithmetic on integers)."""
-    if not isinstance(amount, Decimal):
-        raise TypeError(f"money must be a Decimal, got {type(amount).__name__} {amount!r}")
-    if not amount.is_finite():
-        raise ValueError(f"money must be a finite amount, got {amount}")
-    if amount and amount.adjusted() > 9:
-        raise ValueError(f"amount {amount} is out of the ledger's range (|amount| < $9.2 billion)")
-    numerator, denominator = amount.as_integer_ratio()
-    nanos, remainder = divmod(numerator * NANOS_PER_USD, denominator)  # floor; 0 <= remainder < denominator
-    twice = 2 * remainder
-    if twice > denominator or (twice == denominator and nanos % 2):
-        nanos += 1
-    if abs(nanos) > _MAX_NANOS:
-        raise ValueError(f"amount {amount} is out of the ledger's range (|amount| < $9.2 billion)")
-    return nanos
-
-
-def from_nanos(nanos: int) -> Decimal:
-    """Integer nano-dollars -> USD, exactly."""
-    return Decimal(nanos).scaleb(-9, Context(prec=60))
-
-
-def _money(amount: Decimal, what: str) -> tuple[str, int]:
-    try:
-        return str(amount), to_nanos(amount)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{what}: {exc}") from None
-
-
-def _ts(value: datetime, what: str) -> str:
-    if not isinstance(value, datetime):
-        raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware (e.g. datetime.now(UTC)), got naive {value.isoformat()}")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _opt_ts(value: datetime | None, what: str) -> str | None:
-    return None if value is None else _ts(value, what)
-
-
-def _from_ts(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _tags_json(tags: Mapping[str, str], what: str) -> str:
-    for name, value in tags.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"{what} must map str to str, got {name!r}: {value!r}")
-    return json.dumps(dict(tags), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
-def _group_sql(group_by: str | None) -> tuple[str, list[Any]]:
-    """The SQL expression (and its parameters) of a spend grouping: key, model, provider, status, a tag."""
-    if group_by is None:
-        return "NULL", []
-    if group_by == "key":
-        return "key_id", []
-    if group_by == "model":
-        return "served_model", []
-    if group_by in ("provider", "status"):
-        return group_by, []
-    if group_by in ("user", "team", "project", "feature") or group_by.startswith("tag:"):
-        name = group_by[4:] if group_by.startswith("tag:") else group_by
-        return "json_extract(tags, ?)", [_tag_path(name)]
-    raise ValueError(f"cannot group spend by {group_by!r}: use one of {', '.join(GROUP_BY_CHOICES)} or tag:NAME")
-
-
-def _tag_path(name: str) -> str:
-    if not _TAG_NAME.match(name):
-        raise ValueError(f"invalid tag name {name!r}: it must be non-empty, without quotes or backslashes")
-    return f'$."{name}"'
-
-
-def _event_row(event: UsageEvent) -> tuple[Any, ...]:
-    if not isinstance(event, UsageEvent):
-        raise TypeError(f"expected a UsageEvent, got {type(event).__name__}")
-    list_cost, list_nanos = _money(event.list_cost, "list_cost")
-    effective_cost, effective_nanos = _money(event.effective_cost, "effective_cost")
-    reserved_cost, reserved_nanos = _money(event.reserved_cost, "reserved_cost")
-    avoided_cost, avoided_nanos = _money(event.avoided_cost, "avoided_cost")
-    return (
-        event.event_id,
-        event.request_id,
-        event.attempt,
-        _ts(event.started_at, "started_at"),
-        _ts(event.finished_at, "finished_at"),
-        event.status,
-        event.endpoint,
-        event.requested_model,
-        event.served_model,
-        event.provider,
-        event.key_id,
-        _tags_json(event.tags, "tags"),
-        event.task_id,
-        event.input_tokens,
-        event.cache_read_tokens,
-        event.cache_write_tokens,
-        event.output_tokens,
-        event.reasoning_tokens,
-        event.usage_source,
-        list_cost,
-        list_nanos,
-        effective_cost,
-        effective_nanos,
-        event.price_source,
-        event.latency_ms,
-        event.ttft_ms,
-        event.error_type,
-        event.error_message,
-        event.retries,
-        1 if event.stream else 0,
-        event.route,
-        event.cache,
-        event.fallback_from,
-        event.max_tokens,
-        reserved_cost,
-        reserved_nanos,
-        event.reservation_id,
-        avoided_cost,
-        avoided_nanos,
-        orjson.dumps(event.decisions, default=str).decode() if event.decisions else "{}",
-    )
-
-
-def _event_from_row(row: Sequence[Any]) -> UsageEvent:
-    values = dict(zip(_EVENT_COLUMNS, row, strict=True))
-    for nanos in ("list_cost_nanos", "effective_cost_nanos", "reserved_cost_nanos", "avoided_cost_nanos"):
-        del values[nanos]
-    for money in ("list_cost", "effective_cost", "reserved_cost", "avoided_cost"):
-        values[money] = Decimal(values[money])
-    values["decisions"] = json.loads(values["decisions"])
-    values["started_at"] = _from_ts(values["started_at"])
-    values["finished_at"] = _from_ts(values["finished_at"])
-    values["tags"] = json.loads(values["tags"])
-    values["stream"] = bool(values["stream"])
-    return UsageEvent(**values)
-
-
-def _reservation_row(res: Reservation) -> tuple[Any, ...]:
-    if not isinstance(res, Reservation):
-        raise TypeError(f"expected a Reservation, got {type(res).__name__}")
-    amount, nanos = _money(res.amount, "amount")
-    return (
-        res.reservation_id,
-        res.request_id,
-        json.dumps(list(res.scopes), ensure_ascii=False),
-        amount,
-        nanos,
-        _ts(res.created_at, "created_at"),
-        _opt_ts(res.expires_at, "expires_at"),
-        res.key_id,
-        _tags_json(res.tags, "tags"),
-        res.endpoint,
-        res.model,
-    )
-
-
-def _reservation_from_row(row: Sequence[Any]) -> Reservation:
-    values = dict(zip(_RESERVATION_COLUMNS, row, strict=True))
-    del values["amount_nanos"]
-    values["scopes"] = tuple(json.loads(values["scopes"]))
-    values["amount"] = Decimal(values["amount"])
-    values["created_at"] = _from_ts(values["created_at"])
-    values["expires_at"] = _from_ts(values["expires_at"])
-    values["tags"] = json.loads(values["tags"])
-    return Reservation(**values)
-
-
-def _key_row(key: VirtualKey) -> tuple[Any, ...]:
-    if not isinstance(key, VirtualKey):
-        raise TypeError(f"expected a VirtualKey, got {type(key).__name__}")
-    return (
-        key.key_id,
-        key.key_hash,
-        key.prefix,
-        key.user,
-        key.team,
-        key.project,
-        _tags_json(key.tags, "tags"),
-        key.budget,
-        json.dumps(list(key.models), ensure_ascii=False),
-        _ts(key.created_at, "created_at"),
-        _opt_ts(key.revoked_at, "revoked_at"),
-    )
-
-
-def _key_from_row(row: Sequence[Any]) -> VirtualKey:
-    values = dict(zip(_KEY_COLUMNS, row, strict=True))
-    values["tags"] = json.loads(values["tags"])
-    values["models"] = tuple(json.loads(values["models"]))
-    values["created_at"] = _from_ts(values["created_at"])
-    values["revoked_at"] = _from_ts(values["revoked_at"])
-    return VirtualKey(**values)
-
-
-class _DecimalSum:
-    """SQLite aggregate: the exact sum of Decimal text values, returned as text."""
-
-    def __init__(self) -> None:
-        self.total = Decimal(0)
-
-    def step(self, value: str | None) -> None:
-        if value is not None:
-            self.total = _SUM_CONTEXT.add(self.total, Decimal(value))
-
-    def finalize(self) -> str:
-        return str(self.total)
 
 
 def default_ledger_path(config: MarginConfig | None = None) -> Path:
@@ -331,129 +95,6 @@ def default_ledger_path(config: MarginConfig | None = None) -> Path:
     if config is not None and config.gateway.database:
         return Path(config.gateway.database)
     return margin_home(config) / "ledger.db"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Write queue plumbing
-# ---------------------------------------------------------------------------------------------------------
-
-# An operation runs on the writer thread, inside the batch's transaction, and returns the caller's result.
-_Op = Callable[[sqlite3.Connection], Any]
-
-
-@dataclass(slots=True)
-class _Item:
-    op: _Op
-    loop: asyncio.AbstractEventLoop | None  # None: a synchronous caller waiting on a concurrent future
-    future: asyncio.Future[Any] | concurrent.futures.Future[Any] | None  # None: nobody waits (background)
-    after_commit: Callable[[], None] | None = None  # run on the writer thread once the item is committed
-
-
-class _Slots:
-    """A counting semaphore shared by threads and event loops: ``capacity`` items may be in flight (queued or
-    being written). Coroutines wait on futures of their own loop (never blocking it); threads wait on a
-    condition. A freed slot goes to the longest-waiting coroutine first."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._free = capacity
-        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
-        self.max_in_flight = 0
-
-    @property
-    def in_flight(self) -> int:
-        return self.capacity - self._free
-
-    def _took_one(self) -> None:
-        self._free -= 1
-        in_flight = self.capacity - self._free
-        if in_flight > self.max_in_flight:
-            self.max_in_flight = in_flight
-
-    async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if self._free > 0 and not self._waiters:
-                self._took_one()
-                return
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append((loop, waiter))
-        try:
-            await waiter  # resolved by _wake, which hands over a slot without freeing it
-        except asyncio.CancelledError:
-            with self._lock:
-                try:
-                    self._waiters.remove((loop, waiter))
-                    still_queued = True
-                except ValueError:
-                    still_queued = False
-            # Already popped by release(): if the slot reached us (the task was cancelled just after the
-            # hand-over), give it back; if the waiter was cancelled before _wake ran, _wake passes it on.
-            if not still_queued and waiter.done() and not waiter.cancelled():
-                self.release(1)
-            raise
-
-    def acquire_sync(self) -> None:
-        with self._cond:
-            while self._free <= 0:
-                self._cond.wait()
-            self._took_one()
-
-    def release(self, count: int) -> None:
-        wakes: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        with self._lock:
-            for _ in range(count):
-                if self._waiters:
-                    loop, waiter = self._waiters.popleft()
-                    wakes.setdefault(loop, []).append(waiter)
-                else:
-                    self._free += 1
-            if self._free > 0:
-                self._cond.notify(self._free)
-        for loop, waiters in wakes.items():
-            try:
-                loop.call_soon_threadsafe(self._wake, waiters)
-            except RuntimeError:  # that loop is closed: nobody waits there any more
-                self.release(len(waiters))
-
-    def _wake(self, waiters: list[asyncio.Future[None]]) -> None:
-        unused = 0
-        for waiter in waiters:
-            if waiter.done():  # cancelled while the hand-over was on its way
-                unused += 1
-            else:
-                waiter.set_result(None)
-        if unused:
-            self.release(unused)
-
-
-def _resolve_async(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in results:
-        if future.done():  # the awaiting task was cancelled; the write happened (or failed) regardless
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-
-def _execute(sql: str, params: tuple[Any, ...]) -> _Op:
-    def op(conn: sqlite3.Connection) -> None:
-        conn.execute(sql, params)
-
-    return op
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-_STOP = object()
 
 
 # ---------------------------------------------------------------------------------------------------------
