@@ -189,3 +189,26 @@ def test_recommendations_find_simple_requests_on_an_expensive_model(capsys, tmp_
     assert Decimal(cheaper["estimated_monthly_saving"]) > 0
     code, out, _ = run(capsys, "report", "recommendations", "--since", "10d")
     assert code == 0
+
+
+def test_overview_from_rollups(capsys, tmp_path):
+    home = Path(os.environ["MARGIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    _seed(
+        home,
+        [
+            ({"team": "ml"}, "0.30", 3000, NOV),
+            ({"team": "web"}, "0.10", 1000, NOV),
+            ({"team": "ml"}, "9.99", 9000, DEC),
+        ],
+    )
+    code, out, err = run(capsys, "report", "overview", "--period", "2026-11", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert Decimal(doc["total"]["effective_cost"]) == Decimal("0.40") and doc["total"]["requests"] == 2
+    assert {r["group"]: Decimal(r["effective_cost"]) for r in doc["by_team"]} == {
+        "ml": Decimal("0.30"),
+        "web": Decimal("0.10"),
+    }
+    code, out, _ = run(capsys, "report", "overview", "--period", "2026-11")
+    assert code == 0 and "by team" in out

@@ -399,3 +399,47 @@ def report_recommendations(
     for r in found:
         table.add_row(format_usd(r.estimated_monthly_saving), r.confidence, r.title, r.action)
     out_console.print(table)
+
+
+@report_app.command("overview")
+def report_overview(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A month at a glance, from the hourly rollups (fast at any ledger size): spend, requests, tokens and
+    avoided spend, by model, team, status and day."""
+    start, end = month_bounds(period)
+    ledger = open_ledger(state(ctx).config)
+    try:
+        doc = ledger.overview(start, end)
+    finally:
+        ledger.close()
+    if as_json:
+        print_json({"period": period, **doc})
+        return
+    total = doc["total"]
+    out_console.print(
+        f"[bold]{period}[/bold]: {format_usd(total['effective_cost'])} effective "
+        f"({format_usd(total['list_cost'])} list), {total['requests']:,} events, "
+        f"{total['input_tokens']:,} input / {total['output_tokens']:,} output tokens, "
+        f"{format_usd(total['avoided_cost'])} avoided by caches"
+    )
+    for title, key in (
+        ("by model", "by_model"),
+        ("by team", "by_team"),
+        ("by status", "by_status"),
+        ("by day", "by_day"),
+    ):
+        table = RichTable(title=title, title_justify="left")
+        for header in ("group", "events", "input tokens", "output tokens", "effective cost"):
+            table.add_column(header, justify="left" if header == "group" else "right")
+        for r in doc[key]:
+            table.add_row(
+                str(r["group"]) if r["group"] not in (None, "") else "(none)",
+                f"{r['requests']:,}",
+                f"{r['input_tokens']:,}",
+                f"{r['output_tokens']:,}",
+                format_usd(r["effective_cost"]),
+            )
+        out_console.print(table)

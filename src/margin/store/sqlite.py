@@ -89,6 +89,21 @@ _READ_POOL_SIZE = 4
 TASK_OUTCOMES = ("success", "failure")
 
 
+def _overview_row(row: Sequence[Any]) -> dict[str, Any]:
+    group, requests, inp, cache_read, cache_write, out, list_nanos, eff_nanos, avoided_nanos = row
+    return {
+        "group": group,
+        "requests": int(requests or 0),
+        "input_tokens": int(inp or 0),
+        "cache_read_tokens": int(cache_read or 0),
+        "cache_write_tokens": int(cache_write or 0),
+        "output_tokens": int(out or 0),
+        "list_cost": from_nanos(int(list_nanos or 0)),
+        "effective_cost": from_nanos(int(eff_nanos or 0)),
+        "avoided_cost": from_nanos(int(avoided_nanos or 0)),
+    }
+
+
 def default_ledger_path(config: MarginConfig | None = None) -> Path:
     """Where the ledger lives: ``gateway.database`` from the config, else ``$MARGIN_HOME/ledger.db`` (see
     :func:`margin.config.margin_home`)."""
@@ -709,6 +724,39 @@ class SQLiteLedger:
         with self._reader() as conn:
             rows = conn.execute(sql + " ORDER BY period, name", params).fetchall()
         return [(n, p, c, Decimal(a), note) for n, p, c, a, note in rows]
+
+    def overview(self, since: datetime, until: datetime) -> dict[str, Any]:
+        """A period's overview from the hourly rollups (fast at any ledger size): totals, and spend by served
+        model, by team, by status and by UTC day. Money in USD from integer nano-dollars (exact to 1e-9).
+        One scan groups the rollups by (day, model, status, team); the breakdowns are summed from that."""
+        lo, hi = _ts(since, "since")[:13], _ts(until, "until")[:13]
+        sql = (
+            "SELECT substr(hour, 1, 10), served_model, status, team, SUM(requests), SUM(input_tokens), "
+            "SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(list_cost_nanos), "
+            "SUM(effective_cost_nanos), SUM(avoided_cost_nanos) FROM rollup_hourly WHERE hour >= ? AND hour < ? "
+            "GROUP BY 1, 2, 3, 4"
+        )
+        with self._reader() as conn:
+            cells = conn.execute(sql, (lo, hi)).fetchall()
+        zero = [0] * 8
+        total = list(zero)
+        breakdowns: dict[str, dict[Any, list[int]]] = {"by_model": {}, "by_team": {}, "by_status": {}, "by_day": {}}
+        for day, model, status, team, *sums in cells:
+            sums = [int(v or 0) for v in sums]
+            for name, key in (("by_model", model), ("by_team", team), ("by_status", status), ("by_day", day)):
+                acc = breakdowns[name].setdefault(key, list(zero))
+                for i, v in enumerate(sums):
+                    acc[i] += v
+            for i, v in enumerate(sums):
+                total[i] += v
+
+        def rows(name: str) -> list[dict[str, Any]]:
+            found = [_overview_row((key, *sums)) for key, sums in breakdowns[name].items()]
+            if name == "by_day":
+                return sorted(found, key=lambda r: r["group"])
+            return sorted(found, key=lambda r: (-r["effective_cost"], str(r["group"])))
+
+        return {"total": _overview_row((None, *total)), **{name: rows(name) for name in breakdowns}}
 
     def events_between(
         self, since: datetime | None, until: datetime | None, *, limit: int = 1_000_000
