@@ -111,12 +111,33 @@ class SharedCostConfig(_Strict):
     period: str = Field(pattern=r"^\d{4}-\d{2}$")
 
 
+class AlertSinkConfig(_Strict):
+    """Where alerts go: ``log`` (the margin.alerts logger), ``webhook`` (JSON POST) or ``slack`` (an incoming
+    webhook). A URL is a secret: it is read from the environment variable named by ``url_env``."""
+
+    type: Literal["log", "webhook", "slack"]
+    url_env: str | None = None
+
+
+class AlertsConfig(_Strict):
+    """The anomaly watch the gateway runs every ``interval_seconds`` (or ``margin alerts check``): an hour whose
+    spend, overall or per team, exceeds ``spike_multiple`` x the trailing day's hourly average (and at least
+    ``min_hourly_cost`` USD) is an alert, sent once per hour and scope (deduplicated) to every sink."""
+
+    enabled: bool = False
+    interval_seconds: float = Field(default=300, gt=0)
+    spike_multiple: Decimal = Field(default=Decimal(3), gt=0, allow_inf_nan=False)
+    min_hourly_cost: Decimal = Field(default=Decimal(1), ge=0, allow_inf_nan=False)
+    sinks: list[AlertSinkConfig] = Field(default_factory=lambda: [AlertSinkConfig(type="log")])
+
+
 class InsightsConfig(_Strict):
     # Tags every request should carry, for the coverage figures of reports.
     required_tags: list[str] = Field(default_factory=lambda: ["team", "project", "environment", "cost_center"])
     # Allocation rule per shared-cost category; a category without one is split proportionally by tokens.
     allocation_rules: list[AllocationRuleConfig] = Field(default_factory=list)
     shared_costs: list[SharedCostConfig] = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 class MarginConfig(_Strict):

@@ -212,3 +212,22 @@ def test_overview_from_rollups(capsys, tmp_path):
     }
     code, out, _ = run(capsys, "report", "overview", "--period", "2026-11")
     assert code == 0 and "by team" in out
+
+
+def test_alerts_check_finds_a_spike_once(capsys, tmp_path):
+    from datetime import timedelta
+
+    home = Path(os.environ["MARGIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    events = [({"team": "ml"}, "1.00", 100, now - timedelta(hours=h)) for h in range(2, 40)]
+    events += [({"team": "ml"}, "5.00", 100, now - timedelta(hours=1, minutes=m)) for m in (1, 2)]  # $10 in one hour
+    _seed(home, events)
+    code, out, err = run(capsys, "alerts", "check")
+    assert code == 0, err
+    assert "spend_spike" in out and "team=ml" in out
+    code, out, _ = run(capsys, "alerts", "check")
+    assert "no new anomalies" in out  # deduplicated by its key
+    code, out, _ = run(capsys, "alerts", "list", "--json")
+    stored = [a for a in json.loads(out) if a["kind"] == "spend_spike"]
+    assert len(stored) >= 1 and all(a["data"]["dedup_key"] for a in stored)

@@ -443,3 +443,61 @@ def report_overview(
                 format_usd(r["effective_cost"]),
             )
         out_console.print(table)
+
+
+alerts_app = typer.Typer(help="Anomaly alerts: spend spikes, sent to the configured sinks.", no_args_is_help=True)
+
+
+@alerts_app.command("check")
+def alerts_check(ctx: typer.Context) -> None:
+    """Run the anomaly watch once over the last two days of the ledger (what the gateway does every
+    insights.alerts.interval_seconds when enabled): fresh alerts go to the sinks and into the ledger."""
+    import asyncio
+
+    from ..insights.watch import build_dispatcher, check_once
+
+    config = state(ctx).config
+    settings = config.insights.alerts
+    dispatcher = build_dispatcher(settings)
+
+    async def go() -> list[Any]:
+        ledger = open_ledger(config)
+        try:
+            return await check_once(
+                ledger, dispatcher, multiple=settings.spike_multiple, min_cost=settings.min_hourly_cost
+            )
+        finally:
+            await ledger.aclose()
+
+    outcomes = asyncio.run(go())
+    if not outcomes:
+        out_console.print("no new anomalies")
+        return
+    for o in outcomes:
+        state_text = "delivered" if o.ok else "NOT delivered to every sink (see the alert's data)"
+        out_console.print(f"{o.anomaly.rule} {o.anomaly.scope}: {o.anomaly.message} [{state_text}]")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Stored alerts, newest first (breaker trips, anomalies with their delivery state)."""
+    from dataclasses import asdict
+
+    ledger = open_ledger(state(ctx).config)
+    try:
+        found = ledger.alerts(limit=limit)
+    finally:
+        ledger.close()
+    if as_json:
+        print_json([asdict(a) for a in found])
+        return
+    table = RichTable(title="Alerts", title_justify="left")
+    for header in ("created", "kind", "scope", "message"):
+        table.add_column(header)
+    for a in found:
+        table.add_row(f"{a.created_at:%Y-%m-%d %H:%M}", a.kind, a.scope or "-", a.message)
+    out_console.print(table)

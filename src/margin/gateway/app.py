@@ -471,9 +471,32 @@ def create_app(gw: Gateway) -> _FastRoutes:
     async def health(request: Request) -> Response:
         return _json({"status": "ok", "models": len(gw.routes)})
 
+    async def watch_anomalies() -> None:
+        """insights.alerts: every interval, hourly spend through the spike rule, fresh alerts to the sinks.
+        A failing pass is logged at ERROR and the next one runs (the watch never stops the gateway)."""
+        from ..insights.watch import build_dispatcher, check_once
+
+        settings = gw.alerts
+        dispatcher = build_dispatcher(settings)
+        while True:
+            await asyncio.sleep(settings.interval_seconds)
+            try:
+                outcomes = await check_once(
+                    gw.ledger, dispatcher, multiple=settings.spike_multiple, min_cost=settings.min_hourly_cost
+                )
+                for outcome in outcomes:
+                    log.warning(
+                        "alert %s: %s (delivered: %s)", outcome.anomaly.rule, outcome.anomaly.message, outcome.ok
+                    )
+            except Exception:
+                log.exception("the anomaly watch failed; it runs again in %s s", settings.interval_seconds)
+
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        watcher = asyncio.create_task(watch_anomalies()) if gw.alerts is not None else None
         yield
+        if watcher is not None:
+            watcher.cancel()
         await gw.aclose()  # drain the ledger queue on graceful shutdown
 
     proxied = {

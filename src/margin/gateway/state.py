@@ -111,6 +111,8 @@ class Gateway:
     # Learned routers (margin router train) by lever route name; loaded, with their report, at start-up.
     learned_routers: dict[str, TrainedRouter] = field(default_factory=dict)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    # The anomaly watch (insights.alerts); None when disabled.
+    alerts: Any = None
 
     KEY_CACHE_SECONDS = 5.0
 
@@ -243,6 +245,7 @@ def build_gateway(
         exact_cache=ExactCache(max_entries=gw.cache_max_entries, max_bytes=gw.cache_max_bytes),
     )
     gateway.semantic_caches = semantic_caches
+    gateway.alerts = config.insights.alerts if config.insights.alerts.enabled else None
     gateway.learned_routers = learned_routers
     rebuild_counters(gateway)
     rebuild_breakers(gateway)
