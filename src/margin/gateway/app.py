@@ -159,7 +159,7 @@ async def _record_rejection(
         error_message=error.message[:500],
     )
     await gw.ledger.write_event(event)
-    gw.metrics.observe(event)
+    gw.observe(event)
 
 
 def _downgrade_to_fit(gw: Gateway, ctx: CallContext) -> str | None:

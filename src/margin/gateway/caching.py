@@ -212,7 +212,7 @@ async def serve_hit(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> t
         decisions=ctx.decisions,
     )
     await gw.ledger.write_event(event, wait=gw.config.wait_for_ledger_commit)
-    gw.metrics.observe(event)
+    gw.observe(event)
     headers = {
         "x-margin-request-id": ctx.request_id,
         "x-margin-cache": decision.status,

@@ -152,6 +152,16 @@ def _default_models() -> list[ModelRouteConfig]:
     return [ModelRouteConfig(name=n, provider="mock") for n in names]
 
 
+class OtelConfig(_Strict):
+    """OpenTelemetry spans per metered call (gateway/telemetry.py); needs margin's ``otel`` extra. ``endpoint``
+    is the OTLP/HTTP traces URL (default: the exporter's own default, or OTEL_EXPORTER_OTLP_* variables)."""
+
+    enabled: bool = False
+    exporter: Literal["otlp", "console"] = "otlp"
+    endpoint: str | None = None
+    service_name: str = "margin-gateway"
+
+
 class GatewayConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, gt=0, lt=65536)
@@ -188,6 +198,7 @@ class GatewayConfig(_Strict):
     # How long the ledger's writer lingers before committing events nobody waits for, so one commit carries
     # several requests' events even at low concurrency (they become visible to readers that much later).
     ledger_commit_delay_ms: float = Field(default=5.0, ge=0, le=1000)
+    otel: OtelConfig = Field(default_factory=OtelConfig)
     # true: GET /metrics answers without the master key (for a Prometheus on a trusted internal network).
     metrics_open: bool = False
     # Cost-reduction levers per lever route (see levers_config.py and docs/savings.md); none by default.

@@ -548,7 +548,7 @@ async def settle(gw: Gateway, reserved: Reserved, event: UsageEvent) -> None:
         )
     gw.counters.settle(reserved.counters_reservation, event.effective_cost)
     await gw.ledger.settle(event, reserved.reservation_id, wait=gw.config.wait_for_ledger_commit)
-    gw.metrics.observe(event)
+    gw.observe(event)
     await after_spend(gw, event)
 
 

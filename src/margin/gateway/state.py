@@ -26,12 +26,14 @@ from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..store.base import VirtualKey
 from ..store.sqlite import SQLiteLedger, default_ledger_path
 from ..tokens import encoding_for_model
+from ..usage import UsageEvent
 from .config import BudgetConfig, GatewayConfig, ModelRouteConfig, ProviderConfig
 from .metrics import GatewayMetrics
 from .providers.anthropic import AnthropicProvider
 from .providers.base import Provider
 from .providers.mock import MockProvider
 from .providers.openai import OpenAIProvider
+from .telemetry import SpanEmitter, build_emitter
 
 __all__ = [
     "Gateway",
@@ -113,6 +115,14 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     # The anomaly watch (insights.alerts); None when disabled.
     alerts: Any = None
+    # OpenTelemetry spans (gateway.otel); None when disabled.
+    spans: SpanEmitter | None = None
+
+    def observe(self, event: UsageEvent) -> None:
+        """After an event is recorded: Prometheus counters, and a span when tracing is on."""
+        self.metrics.observe(event)
+        if self.spans is not None:
+            self.spans.emit(event)
 
     KEY_CACHE_SECONDS = 5.0
 
@@ -132,6 +142,8 @@ class Gateway:
         self._key_cache.clear()
 
     async def aclose(self) -> None:
+        if self.spans is not None:
+            await asyncio.to_thread(self.spans.shutdown)  # flushes the spans still batched
         for provider in self.providers.values():
             await provider.aclose()
         await self.ledger.aclose()
@@ -225,6 +237,7 @@ def build_gateway(
         if lever.routing is not None and lever.routing.learned
     }
     semantic_caches = _semantic_caches(gw)
+    spans = build_emitter(gw.otel)
     path = database or default_ledger_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     ledger = SQLiteLedger(
@@ -246,6 +259,7 @@ def build_gateway(
     )
     gateway.semantic_caches = semantic_caches
     gateway.alerts = config.insights.alerts if config.insights.alerts.enabled else None
+    gateway.spans = spans
     gateway.learned_routers = learned_routers
     rebuild_counters(gateway)
     rebuild_breakers(gateway)
