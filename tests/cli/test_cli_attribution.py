@@ -231,3 +231,63 @@ def test_alerts_check_finds_a_spike_once(capsys, tmp_path):
     code, out, _ = run(capsys, "alerts", "list", "--json")
     stored = [a for a in json.loads(out) if a["kind"] == "spend_spike"]
     assert len(stored) >= 1 and all(a["data"]["dedup_key"] for a in stored)
+
+
+def test_simulate_rerouting_and_budgets(capsys, tmp_path):
+    from margin.config import PricesConfig
+    from margin.pricing import Catalog, TokenUsage, load_price_data
+
+    home = Path(os.environ["MARGIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog.from_data(load_price_data(home), PricesConfig())
+    usage = TokenUsage(input_tokens=1000, output_tokens=200)
+    when = datetime(2026, 11, 5, 12, tzinfo=UTC)
+    big = catalog.price(usage, "gpt-4o", at=when).effective_cost
+    small = catalog.price(usage, "gpt-4o-mini", at=when).effective_cost
+
+    async def go():
+        ledger = SQLiteLedger(home / "ledger.db")
+        for i in range(10):
+            at = when.replace(minute=i)
+            await ledger.write_event(
+                UsageEvent(
+                    event_id=f"s{i}",
+                    request_id=f"s{i}",
+                    attempt=0,
+                    started_at=at,
+                    finished_at=at,
+                    status="ok",
+                    endpoint="chat.completions",
+                    requested_model="gpt-4o",
+                    served_model="gpt-4o",
+                    provider="openai",
+                    tags={"team": "ml"},
+                    input_tokens=1000,
+                    output_tokens=200,
+                    list_cost=big,
+                    effective_cost=big,
+                )
+            )
+        await ledger.aclose()
+
+    asyncio.run(go())
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("models: {gpt-4o: gpt-4o-mini}\n")
+    code, out, err = run(capsys, "simulate", "--period", "2026-11", "--policy", str(policy), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert Decimal(doc["recorded_cost"]) == 10 * big
+    assert Decimal(doc["simulated_cost"]) == 10 * small
+    assert Decimal(doc["difference"]) == 10 * (small - big) and doc["assumptions"]
+    # A daily budget that fits 4 of the re-routed requests (block threshold 110% of the amount).
+    amount = (4 * small / Decimal("1.1")).quantize(Decimal("1e-12"))
+    policy.write_text(
+        f"models: {{gpt-4o: gpt-4o-mini}}\nbudgets:\n  - {{name: d, scope: global, period: day, amount: {amount}}}\n"
+    )
+    code, out, err = run(capsys, "simulate", "--period", "2026-11", "--policy", str(policy), "--json")
+    doc = json.loads(out)
+    assert doc["refused_by_budgets"] == 10 - int(amount * Decimal("1.1") / small)
+    assert Decimal(doc["simulated_cost"]) <= amount * Decimal("1.1")
+    policy.write_text("nonsense: 1\n")
+    code, _, err = run(capsys, "simulate", "--period", "2026-11", "--policy", str(policy))
+    assert code == 2 and "prices, models and budgets" in err

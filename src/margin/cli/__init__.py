@@ -56,6 +56,7 @@ app.add_typer(insights.costs_app, name="costs")
 app.add_typer(insights.report_app, name="report")
 app.add_typer(insights.tasks_app, name="tasks")
 app.add_typer(insights.alerts_app, name="alerts")
+app.command("simulate")(insights.simulate_command)
 app.add_typer(export.export_app, name="export")
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table as RichTable
 
+from ..config import margin_home
 from ..insights.attribution import AllocationRule, SharedCost, UsageSlice, showback
 from ..money import format_usd
 from ._common import err_console, out_console, plain_decimal, print_json, state
@@ -501,3 +502,83 @@ def alerts_list(
     for a in found:
         table.add_row(f"{a.created_at:%Y-%m-%d %H:%M}", a.kind, a.scope or "-", a.message)
     out_console.print(table)
+
+
+def simulate_command(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option("--period", help="The month to replay, e.g. 2026-11.")],
+    policy_file: Annotated[Path, typer.Option("--policy", help="YAML: prices, models (re-routing), budgets.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What-if replay: the month's logged traffic re-priced under other prices, model routing and budgets,
+    with the gateway's own pricing and budget code; prints the cost difference and the assumptions.
+
+    The policy file: ``prices:`` (as in margin.yaml: custom_models, discounts), ``models:`` (served model ->
+    model to use instead) and ``budgets:`` (as gateway.budgets)."""
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from ..config import PricesConfig
+    from ..gateway.config import BudgetConfig
+    from ..insights.simulate import Policy, simulate
+    from ..pricing import Catalog, load_price_data
+
+    st = state(ctx)
+    start, end = month_bounds(period)
+    try:
+        raw = yaml.safe_load(policy_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise typer.BadParameter(f"cannot read the policy: {exc}", param_hint="--policy") from None
+    if not isinstance(raw, dict) or not set(raw) <= {"prices", "models", "budgets"}:
+        raise typer.BadParameter("the policy may only have prices, models and budgets", param_hint="--policy")
+    try:
+        policy_prices = PricesConfig.model_validate(raw.get("prices") or {})
+        budgets = TypeAdapter(list[BudgetConfig]).validate_python(raw.get("budgets") or [])
+        models = TypeAdapter(dict[str, str]).validate_python(raw.get("models") or {})
+    except ValidationError as exc:
+        raise typer.BadParameter(f"invalid policy: {exc}", param_hint="--policy") from None
+    base = st.config.prices
+    prices = base.model_copy(
+        update={
+            "custom_models": [*base.custom_models, *policy_prices.custom_models],
+            "discounts": [*base.discounts, *policy_prices.discounts],
+        }
+    )
+    catalog = Catalog.from_data(load_price_data(margin_home(st.config)), prices)
+    policy = Policy(
+        models=models,
+        budgets=budgets,
+        repriced_models=frozenset(
+            [m.id for m in policy_prices.custom_models] + [d.model for d in policy_prices.discounts if d.model]
+        ),
+        repriced_providers=frozenset(d.provider for d in policy_prices.discounts if d.provider and not d.model),
+    )
+    ledger = open_ledger(st.config)
+    try:
+        events = ledger.events_between(start, end)
+    finally:
+        ledger.close()
+    result = simulate(events, catalog, policy)
+    if as_json:
+        print_json({"period": period, **result.as_dict()})
+        return
+    change = result.difference
+    pct = f" ({change / result.recorded_cost * 100:+.1f}%)" if result.recorded_cost else ""
+    out_console.print(
+        f"[bold]{period}[/bold]: recorded {format_usd(result.recorded_cost)} -> simulated "
+        f"{format_usd(result.simulated_cost)}, difference {format_usd(change)}{pct} over {result.events:,} events"
+    )
+    if result.refused_by_budgets:
+        out_console.print(
+            f"the policy's budgets would have refused {result.refused_by_budgets:,} requests "
+            f"({format_usd(result.refused_cost)})"
+        )
+    table = RichTable(title="by model", title_justify="left")
+    for header in ("model", "recorded", "simulated"):
+        table.add_column(header, justify="left" if header == "model" else "right")
+    for model, row in sorted(result.by_model.items()):
+        table.add_row(model, format_usd(row["recorded"]), format_usd(row["simulated"]))
+    out_console.print(table)
+    for model, n in result.unpriced.items():
+        out_console.print(f"[yellow]note:[/yellow] {n} events on {model!r} kept their recorded cost: no price known")
+    out_console.print("assumptions: " + "; ".join(result.assumptions))
