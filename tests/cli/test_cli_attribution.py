@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -291,3 +291,29 @@ def test_simulate_rerouting_and_budgets(capsys, tmp_path):
     policy.write_text("nonsense: 1\n")
     code, _, err = run(capsys, "simulate", "--period", "2026-11", "--policy", str(policy))
     assert code == 2 and "prices, models and budgets" in err
+
+
+def test_breakdown_reports(capsys, tmp_path):
+    home = Path(os.environ["MARGIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    _seed(
+        home,
+        [
+            ({"team": "ml", "feature": "search"}, "0.30", 3000, NOV),
+            ({"team": "ml", "feature": "chat"}, "0.20", 3000, NOV + timedelta(days=7)),
+            ({"team": "web", "feature": "search"}, "0.10", 1000, NOV),
+        ],
+    )
+    code, out, err = run(capsys, "report", "features", "--period", "2026-11", "--json")
+    assert code == 0, err
+    assert {r["group"]: Decimal(r["effective_cost"]) for r in json.loads(out)["rows"]} == {
+        "search": Decimal("0.40"),
+        "chat": Decimal("0.20"),
+    }
+    code, out, _ = run(capsys, "report", "teams", "--period", "2026-11", "--json")
+    assert [r["group"] for r in json.loads(out)["rows"]] == ["ml", "web"]  # most expensive first
+    code, out, _ = run(capsys, "report", "weekly", "--period", "2026-11", "--json")
+    weeks = json.loads(out)["rows"]
+    assert len(weeks) == 2 and sum(Decimal(w["effective_cost"]) for w in weeks) == Decimal("0.60")
+    code, out, _ = run(capsys, "report", "models")  # --period is required
+    assert code == 2

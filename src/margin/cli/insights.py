@@ -582,3 +582,56 @@ def simulate_command(
     for model, n in result.unpriced.items():
         out_console.print(f"[yellow]note:[/yellow] {n} events on {model!r} kept their recorded cost: no price known")
     out_console.print("assumptions: " + "; ".join(result.assumptions))
+
+
+def _breakdown(ctx: typer.Context, period: str, by: str, as_json: bool, title: str) -> None:
+    start, end = month_bounds(period)
+    ledger = open_ledger(state(ctx).config)
+    try:
+        rows = ledger.rollup_breakdown(start, end, by)
+    finally:
+        ledger.close()
+    if as_json:
+        print_json({"period": period, "by": by, "rows": rows})
+        return
+    table = RichTable(title=f"{title} {period}", title_justify="left")
+    for header in (by, "events", "input tokens", "output tokens", "effective cost", "avoided by caches"):
+        table.add_column(header, justify="left" if header == by else "right")
+    for r in rows:
+        table.add_row(
+            str(r["group"]) if r["group"] not in (None, "") else "(none)",
+            f"{r['requests']:,}",
+            f"{r['input_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            format_usd(r["effective_cost"]),
+            format_usd(r["avoided_cost"]),
+        )
+    out_console.print(table)
+
+
+_PERIOD = Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")]
+_JSON = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@report_app.command("models")
+def report_models(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+    """Spend by served model for a month (from the hourly rollups)."""
+    _breakdown(ctx, period, "model", as_json, "Spend by model")
+
+
+@report_app.command("teams")
+def report_teams(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+    """Spend by team for a month (from the hourly rollups); `report attribution` adds shared costs."""
+    _breakdown(ctx, period, "team", as_json, "Spend by team")
+
+
+@report_app.command("features")
+def report_features(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+    """Spend by the feature tag for a month (from the hourly rollups)."""
+    _breakdown(ctx, period, "feature", as_json, "Spend by feature")
+
+
+@report_app.command("weekly")
+def report_weekly(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+    """Spend per week of a month (weeks start on Monday, `%Y-W%W`), to see the trend at a glance."""
+    _breakdown(ctx, period, "week", as_json, "Spend by week")

@@ -758,6 +758,37 @@ class SQLiteLedger:
 
         return {"total": _overview_row((None, *total)), **{name: rows(name) for name in breakdowns}}
 
+    def rollup_breakdown(self, since: datetime, until: datetime, by: str) -> list[dict[str, Any]]:
+        """Spend by ``model``, ``team``, ``feature`` (or any ``tag:NAME``), ``status`` or ``week`` (ISO week of
+        the hour, ``YYYY-Www``) from the hourly rollups, most expensive first (weeks in order)."""
+        expressions = {
+            "model": "served_model",
+            "team": "team",
+            "status": "status",
+            "feature": "json_extract(tags, '$.feature')",
+            "day": "substr(hour, 1, 10)",
+            "week": "strftime('%Y-W%W', substr(hour, 1, 10))",
+        }
+        params: list[Any] = []
+        if by.startswith("tag:") and len(by) > 4:
+            group = "json_extract(tags, ?)"
+            params.append(_tag_path(by[4:]))
+        elif by in expressions:
+            group = expressions[by]
+        else:
+            raise ValueError(f"break down by one of {', '.join(expressions)} or tag:NAME, not {by!r}")
+        sql = (
+            f"SELECT {group} AS g, SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
+            "SUM(output_tokens), SUM(list_cost_nanos), SUM(effective_cost_nanos), SUM(avoided_cost_nanos) "
+            "FROM rollup_hourly WHERE hour >= ? AND hour < ? GROUP BY g"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(sql, [*params, _ts(since, "since")[:13], _ts(until, "until")[:13]]).fetchall()
+        found = [_overview_row(r) for r in rows]
+        if by in ("week", "day"):
+            return sorted(found, key=lambda r: str(r["group"]))
+        return sorted(found, key=lambda r: (-r["effective_cost"], str(r["group"])))
+
     def hourly_spend(
         self, since: datetime, until: datetime, group_by: str | None = None
     ) -> list[tuple[str, str | None, Decimal, int]]:
