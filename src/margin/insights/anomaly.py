@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
@@ -170,6 +170,23 @@ def _trailing(hours: Mapping[datetime, _Hour], hour: datetime, trailing_hours: i
     return cost, requests
 
 
+def _judged_hours(
+    hourly: Iterable[Row], trailing_hours: int, history_start: datetime | None
+) -> Iterator[tuple[str, Mapping[datetime, _Hour], datetime, _Hour]]:
+    """(scope, its hours, hour, row) for every hour, per scope in time order, that has ``trailing_hours`` of
+    history before it (hours before the history's start cannot be judged): the scaffold of the hourly rules."""
+    if trailing_hours < 1:
+        raise ValueError("trailing_hours must be at least 1")
+    series = _by_scope(hourly)
+    start = _history_start(series, history_start)
+    if start is None:
+        return
+    for scope, hours in series.items():
+        for hour in sorted(hours):
+            if hour - trailing_hours * HOUR >= start:
+                yield scope, hours, hour, hours[hour]
+
+
 def spend_spikes(
     hourly: Iterable[Row],
     *,
@@ -179,27 +196,21 @@ def spend_spikes(
     history_start: datetime | None = None,
 ) -> list[Anomaly]:
     """Hours whose cost is more than ``multiple`` x the trailing ``trailing_hours`` hours' hourly average."""
-    if trailing_hours < 1:
-        raise ValueError("trailing_hours must be at least 1")
     k = _ratio(multiple)
-    series = _by_scope(hourly)
-    start = _history_start(series, history_start)
     found: list[Anomaly] = []
     with localcontext(MONEY_CONTEXT):
-        for scope, hours in series.items():
-            for hour in sorted(hours):
-                row = hours[hour]
-                if row.cost < min_cost or row.cost <= 0 or start is None or hour - trailing_hours * HOUR < start:
-                    continue
-                total, _ = _trailing(hours, hour, trailing_hours)
-                baseline = total / trailing_hours
-                if row.cost > k * baseline:
-                    times = f"{row.cost / baseline:.1f}x" if baseline else "from nothing"
-                    message = (
-                        f"{scope}: spent {format_usd(row.cost)} in the hour from {hour:%Y-%m-%d %H:00} UTC, {times} "
-                        f"the previous {trailing_hours} h average of {format_usd(baseline)}/h"
-                    )
-                    found.append(_anomaly("spend_spike", scope, hour, hour + HOUR, row.cost, baseline, message))
+        for scope, hours, hour, row in _judged_hours(hourly, trailing_hours, history_start):
+            if row.cost < min_cost or row.cost <= 0:
+                continue
+            total, _ = _trailing(hours, hour, trailing_hours)
+            baseline = total / trailing_hours
+            if row.cost > k * baseline:
+                times = f"{row.cost / baseline:.1f}x" if baseline else "from nothing"
+                message = (
+                    f"{scope}: spent {format_usd(row.cost)} in the hour from {hour:%Y-%m-%d %H:00} UTC, {times} "
+                    f"the previous {trailing_hours} h average of {format_usd(baseline)}/h"
+                )
+                found.append(_anomaly("spend_spike", scope, hour, hour + HOUR, row.cost, baseline, message))
     return found
 
 
@@ -213,33 +224,25 @@ def cost_per_request_jump(
     history_start: datetime | None = None,
 ) -> list[Anomaly]:
     """Hours whose cost per request is more than ``multiple`` x the trailing hours' cost per request."""
-    if trailing_hours < 1:
-        raise ValueError("trailing_hours must be at least 1")
     k = _ratio(multiple)
-    series = _by_scope(hourly)
-    start = _history_start(series, history_start)
     found: list[Anomaly] = []
     with localcontext(MONEY_CONTEXT):
-        for scope, hours in series.items():
-            for hour in sorted(hours):
-                row = hours[hour]
-                if row.requests < max(min_requests, 1) or row.cost < min_cost:
-                    continue
-                if start is None or hour - trailing_hours * HOUR < start:
-                    continue
-                cost, requests = _trailing(hours, hour, trailing_hours)
-                if requests < max(min_requests, 1):
-                    continue
-                per_request = row.cost / row.requests
-                baseline = cost / requests
-                if per_request > k * baseline:
-                    message = (
-                        f"{scope}: {format_usd(per_request)} per request in the hour from {hour:%Y-%m-%d %H:00} UTC "
-                        f"against {format_usd(baseline)} over the previous {trailing_hours} h"
-                    )
-                    found.append(
-                        _anomaly("cost_per_request_jump", scope, hour, hour + HOUR, per_request, baseline, message)
-                    )
+        for scope, hours, hour, row in _judged_hours(hourly, trailing_hours, history_start):
+            if row.requests < max(min_requests, 1) or row.cost < min_cost:
+                continue
+            cost, requests = _trailing(hours, hour, trailing_hours)
+            if requests < max(min_requests, 1):
+                continue
+            per_request = row.cost / row.requests
+            baseline = cost / requests
+            if per_request > k * baseline:
+                message = (
+                    f"{scope}: {format_usd(per_request)} per request in the hour from {hour:%Y-%m-%d %H:00} UTC "
+                    f"against {format_usd(baseline)} over the previous {trailing_hours} h"
+                )
+                found.append(
+                    _anomaly("cost_per_request_jump", scope, hour, hour + HOUR, per_request, baseline, message)
+                )
     return found
 
 
