@@ -34,10 +34,11 @@ __all__ = ["context_fingerprint", "message_text", "semantic_text"]
 
 FINGERPRINT_VERSION = 1
 
-# Request fields that cannot change the answer's content. Everything else is part of the fingerprint.
-_IGNORED_PARAMS = frozenset(
-    {"messages", "model", "system", "tools", "stream", "stream_options", "user", "metadata", "store", "service_tier"}
-)
+# Request fields that cannot change an answer's content (transport and bookkeeping): left out of the exact
+# cache's key and of this fingerprint alike.
+TRANSPORT_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "store", "service_tier"})
+# The fingerprint also leaves out what it takes separately (model, system, tools) and what is embedded.
+_IGNORED_PARAMS = TRANSPORT_FIELDS | {"messages", "model", "system", "tools"}
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _WS = re.compile(r"\s+")
 

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import orjson
 
+from ._context import TRANSPORT_FIELDS
+
 __all__ = [
     "CacheEntry",
     "CacheScope",
@@ -34,10 +36,8 @@ __all__ = [
 
 CacheScope = Literal["key", "team", "project", "global"]
 
-# Body fields that cannot change the answer (transport, bookkeeping) or that the hit check handles (caps).
-_IGNORED_FIELDS = frozenset(
-    {"stream", "stream_options", "metadata", "user", "store", "service_tier", "max_tokens", "max_completion_tokens"}
-)
+# Body fields that cannot change the answer, and the output caps (which the hit check handles).
+_IGNORED_FIELDS = TRANSPORT_FIELDS | {"max_tokens", "max_completion_tokens"}
 
 
 def exact_key(model: str, endpoint: str, body: Mapping[str, Any]) -> str:
