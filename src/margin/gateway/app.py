@@ -186,6 +186,15 @@ def _cascade_rejects(ctx: CallContext, body: dict[str, Any]):
     return None if verdict.ok else verdict
 
 
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    """A small JSON-object request body (the margin endpoints' own), or None when it is not one."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 async def _single(payload: bytes) -> AsyncIterator[bytes]:
     yield payload
 
@@ -366,11 +375,8 @@ def create_app(gw: Gateway) -> _FastRoutes:
         an entry reported wrong often enough is dropped. A key may report only its own requests."""
         try:
             principal = await authenticate(gw, request.headers)
-            try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
-                body = None
-            if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
+            body = await _json_object(request)
+            if body is None or not isinstance(body.get("request_id"), str):
                 raise GatewayError(
                     'send {"request_id": "...", "correct": true|false}',
                     status=400,
@@ -439,12 +445,8 @@ def create_app(gw: Gateway) -> _FastRoutes:
         try:
             principal = await authenticate(gw, request.headers)
             task_id = request.path_params["task_id"]
-            try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
-                body = None
-            outcome = body.get("outcome") if isinstance(body, dict) else None
-            note = body.get("note") if isinstance(body, dict) else None
+            body = await _json_object(request) or {}
+            outcome, note = body.get("outcome"), body.get("note")
             if outcome not in ("success", "failure") or not (note is None or isinstance(note, str)):
                 raise GatewayError(
                     'send {"outcome": "success"} or {"outcome": "failure"} (and optionally "note")',

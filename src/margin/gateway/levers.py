@@ -114,7 +114,7 @@ def apply_prompt_levers(gw: Gateway, ctx: Any, lever: LeverRoute) -> None:
     key); records tokens before and after, and the exact prompt count of what will be sent."""
     model = ctx.route.upstream_model
     body = ctx.body
-    changed = False
+    count: int | None = None  # the prompt count of ``body`` when already known
     if lever.compression is not None and lever.compression.enabled:
         before = count_prompt_tokens(ctx.endpoint, body, model)
         result = compress_messages(body["messages"], model=model)
@@ -124,7 +124,7 @@ def apply_prompt_levers(gw: Gateway, ctx: Any, lever: LeverRoute) -> None:
             body["system"] = system.messages[0]["content"]
         after = count_prompt_tokens(ctx.endpoint, body, model)
         ctx.decisions["compression"] = {"tokens_before": before, "tokens_after": after, "saved": before - after}
-        changed = True
+        count = after
     if lever.context is not None and lever.context.enabled:
         messages = body["messages"]
         if ctx.wire == "anthropic" and body.get("system"):
@@ -153,10 +153,10 @@ def apply_prompt_levers(gw: Gateway, ctx: Any, lever: LeverRoute) -> None:
                 "dropped_messages": len(fitted.dropped),
                 "fits": fitted.fits,
             }
-            changed = True
-    if changed:
+            count = None  # tools and the Anthropic system prompt count too: counted again below
+    if body is not ctx.body:
         ctx.body = body
-        ctx.prompt_count = count_prompt_tokens(ctx.endpoint, body, model)
+        ctx.prompt_count = count if count is not None else count_prompt_tokens(ctx.endpoint, body, model)
 
 
 def answer_of(wire: str, body: Mapping[str, Any]) -> tuple[str, str | None]:

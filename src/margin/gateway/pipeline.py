@@ -261,16 +261,21 @@ def _requested_max_tokens(wire: Wire, endpoint: Endpoint, body: Mapping[str, Any
     return None
 
 
+def _invalid_messages(exc: MarginError) -> GatewayError:
+    """The 400 for a prompt the token counter (or a lever reading it) cannot read."""
+    return GatewayError(
+        f"cannot read the request's messages: {exc.message}",
+        status=400,
+        error_type="invalid_request_error",
+        code="invalid_messages",
+    )
+
+
 def _count_prompt(endpoint: Endpoint, body: Mapping[str, Any], model: str) -> int:
     try:
         return count_prompt_tokens(endpoint, body, model)
     except MarginError as exc:
-        raise GatewayError(
-            f"cannot read the request's messages: {exc.message}",
-            status=400,
-            error_type="invalid_request_error",
-            code="invalid_messages",
-        ) from None
+        raise _invalid_messages(exc) from None
 
 
 def _check_prompt_shape(endpoint: Endpoint, body: Mapping[str, Any], model: str) -> None:
@@ -343,12 +348,7 @@ def plan_request(
         try:
             apply_prompt_levers(gw, ctx, lever)
         except MarginError as exc:
-            raise GatewayError(
-                f"cannot read the request's messages: {exc.message}",
-                status=400,
-                error_type="invalid_request_error",
-                code="invalid_messages",
-            ) from None
+            raise _invalid_messages(exc) from None
     # The bound decides alone when it is below the ceiling; otherwise the count does.
     if ctx.prompt_bound > gw.config.max_input_tokens and ctx.prompt_tokens > gw.config.max_input_tokens:
         raise GatewayError(
