@@ -18,10 +18,17 @@ from margin.usage import UsageEvent
 from .test_cli_prices_cost import run
 
 
-def _seed(home, events):
+def _seed(home, events, **fields):
+    """Write (tags, cost, input tokens, finished at) events; ``fields`` set more UsageEvent fields on all."""
+
     async def go():
         ledger = SQLiteLedger(home / "ledger.db")
         for i, (tags, cost, tokens, when) in enumerate(events):
+            values = {
+                "requested_model": "gpt-4o-mini",
+                "output_tokens": 0,
+                **fields,
+            }
             await ledger.write_event(
                 UsageEvent(
                     event_id=f"e{i}",
@@ -31,12 +38,11 @@ def _seed(home, events):
                     finished_at=when,
                     status="ok",
                     endpoint="chat.completions",
-                    requested_model="gpt-4o-mini",
                     tags=tags,
                     input_tokens=tokens,
-                    output_tokens=0,
                     list_cost=Decimal(cost),
                     effective_cost=Decimal(cost),
+                    **values,
                 )
             )
         await ledger.aclose()
@@ -141,34 +147,15 @@ def test_recommendations_find_simple_requests_on_an_expensive_model(capsys, tmp_
     home = Path(os.environ["MARGIN_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
-
-    async def go():
-        ledger = SQLiteLedger(home / "ledger.db")
-        for i in range(200):
-            when = now - timedelta(hours=i)
-            await ledger.write_event(
-                UsageEvent(
-                    event_id=f"e{i}",
-                    request_id=f"r{i}",
-                    attempt=0,
-                    started_at=when,
-                    finished_at=when,
-                    status="ok",
-                    endpoint="chat.completions",
-                    requested_model="gpt-4o",
-                    served_model="gpt-4o",
-                    provider="openai",
-                    tags={"team": "ml"},
-                    input_tokens=300,
-                    output_tokens=50,
-                    list_cost=Decimal("0.00125"),
-                    effective_cost=Decimal("0.00125"),
-                    max_tokens=4096,
-                )
-            )
-        await ledger.aclose()
-
-    asyncio.run(go())
+    _seed(
+        home,
+        [({"team": "ml"}, "0.00125", 300, now - timedelta(hours=i)) for i in range(200)],
+        requested_model="gpt-4o",
+        served_model="gpt-4o",
+        provider="openai",
+        output_tokens=50,
+        max_tokens=4096,
+    )
     code, out, err = run(
         capsys,
         "report",
@@ -245,32 +232,14 @@ def test_simulate_rerouting_and_budgets(capsys, tmp_path):
     big = catalog.price(usage, "gpt-4o", at=when).effective_cost
     small = catalog.price(usage, "gpt-4o-mini", at=when).effective_cost
 
-    async def go():
-        ledger = SQLiteLedger(home / "ledger.db")
-        for i in range(10):
-            at = when.replace(minute=i)
-            await ledger.write_event(
-                UsageEvent(
-                    event_id=f"s{i}",
-                    request_id=f"s{i}",
-                    attempt=0,
-                    started_at=at,
-                    finished_at=at,
-                    status="ok",
-                    endpoint="chat.completions",
-                    requested_model="gpt-4o",
-                    served_model="gpt-4o",
-                    provider="openai",
-                    tags={"team": "ml"},
-                    input_tokens=1000,
-                    output_tokens=200,
-                    list_cost=big,
-                    effective_cost=big,
-                )
-            )
-        await ledger.aclose()
-
-    asyncio.run(go())
+    _seed(
+        home,
+        [({"team": "ml"}, big, 1000, when.replace(minute=i)) for i in range(10)],
+        requested_model="gpt-4o",
+        served_model="gpt-4o",
+        provider="openai",
+        output_tokens=200,
+    )
     policy = tmp_path / "policy.yaml"
     policy.write_text("models: {gpt-4o: gpt-4o-mini}\n")
     code, out, err = run(capsys, "simulate", "--period", "2026-11", "--policy", str(policy), "--json")
