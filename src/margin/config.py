@@ -111,6 +111,17 @@ class SharedCostConfig(_Strict):
     period: str = Field(pattern=r"^\d{4}-\d{2}$")
 
 
+class SelfHostedConfig(_Strict):
+    """Self-hosted capacity behind a gateway provider, for utilization and cost per GPU-hour in reports and the
+    idle-capacity recommendation: ``gpus`` paid ``gpu_hourly`` USD each, around the clock, each serving at most
+    ``tokens_per_gpu_hour`` tokens (input + output) at full load (measure it, or take the planner's figure)."""
+
+    provider: str = Field(min_length=1)
+    gpus: int = Field(ge=1)
+    gpu_hourly: Decimal = Field(ge=0, allow_inf_nan=False)
+    tokens_per_gpu_hour: int = Field(gt=0)
+
+
 class AlertSinkConfig(_Strict):
     """Where alerts go: ``log`` (the margin.alerts logger), ``webhook`` (JSON POST) or ``slack`` (an incoming
     webhook). A URL is a secret: it is read from the environment variable named by ``url_env``."""
@@ -120,14 +131,32 @@ class AlertSinkConfig(_Strict):
 
 
 class AlertsConfig(_Strict):
-    """The anomaly watch the gateway runs every ``interval_seconds`` (or ``margin alerts check``): an hour whose
-    spend, overall or per team, exceeds ``spike_multiple`` x the trailing day's hourly average (and at least
-    ``min_hourly_cost`` USD) is an alert, sent once per hour and scope (deduplicated) to every sink."""
+    """The anomaly watch the gateway runs every ``interval_seconds`` (or ``margin alerts check``); each alert is
+    sent once (deduplicated by rule, scope and window) to every sink. Rules, overall and per team:
+
+    * spend spike: an hour's spend above ``spike_multiple`` x the trailing day's hourly average (and at least
+      ``min_hourly_cost`` USD);
+    * cost per request jump: an hour's cost per request above ``cost_per_request_multiple`` x the trailing day's
+      (at least ``min_hourly_requests`` requests in the hour and in the day, and ``min_hourly_cost``);
+    * fallback rate rise: the last complete UTC day's fallback rate above ``fallback_multiple`` x the 7 days
+      before and at least ``fallback_min_increase`` higher (``fallback_min_requests`` in each window);
+    * dominance shift: a model or key that held under ``dominance_prior_share`` of the 7 days before and over
+      ``dominance_share`` of the last complete UTC day's spend (at least ``min_hourly_cost`` that day);
+    * budget thresholds: each gateway budget (and key budget) at its warn, review and block fractions, once per
+      budget, scope value and period."""
 
     enabled: bool = False
     interval_seconds: float = Field(default=300, gt=0)
     spike_multiple: Decimal = Field(default=Decimal(3), gt=0, allow_inf_nan=False)
     min_hourly_cost: Decimal = Field(default=Decimal(1), ge=0, allow_inf_nan=False)
+    cost_per_request_multiple: Decimal = Field(default=Decimal(2), gt=0, allow_inf_nan=False)
+    min_hourly_requests: int = Field(default=20, ge=1)
+    fallback_multiple: Decimal = Field(default=Decimal(2), gt=0, allow_inf_nan=False)
+    fallback_min_increase: Decimal = Field(default=Decimal("0.05"), ge=0, le=1, allow_inf_nan=False)
+    fallback_min_requests: int = Field(default=100, ge=1)
+    dominance_share: Decimal = Field(default=Decimal("0.5"), gt=0, le=1, allow_inf_nan=False)
+    dominance_prior_share: Decimal = Field(default=Decimal("0.2"), ge=0, le=1, allow_inf_nan=False)
+    budget_thresholds: bool = True
     sinks: list[AlertSinkConfig] = Field(default_factory=lambda: [AlertSinkConfig(type="log")])
 
 
@@ -138,6 +167,7 @@ class InsightsConfig(_Strict):
     allocation_rules: list[AllocationRuleConfig] = Field(default_factory=list)
     shared_costs: list[SharedCostConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    self_hosted: list[SelfHostedConfig] = Field(default_factory=list)
 
 
 class MarginConfig(_Strict):

@@ -78,7 +78,9 @@ def test_429_is_retried_and_every_attempt_metered(gw, key, upstream):
     raw = chat(gw, key)
     assert raw.parse().choices[0].message.content
     rows = events(gw, raw.headers["x-margin-request-id"])
-    assert [r["status"] for r in rows] == ["upstream_error", "upstream_error", "ok"]
+    assert [r["status"] for r in rows] == ["upstream_error", "upstream_error", "ok"], [
+        (r["status"], r["error_type"], r["error_message"]) for r in rows
+    ]
     assert [r["error_type"] for r in rows[:2]] == ["rate_limited", "rate_limited"]
     assert all(Decimal(r["effective_cost"]) == 0 for r in rows[:2])  # a refused attempt costs nothing
     assert len(upstream.requests) == 3

@@ -111,6 +111,9 @@ def test_cascade_escalates_when_json_is_invalid_and_meters_both_attempts(gw, ups
     chain = raw.headers["x-margin-cascade"].split(" -> ")
     assert len(chain) == len(rows) and chain[-1] == "xl"
     assert json.loads(rows[-1]["decisions"])["cascade"][0]["check"] == "json"
+    # Escalations count as fallbacks (for the fallback rate): every attempt after the first names the first route.
+    assert rows[0]["fallback_from"] is None
+    assert [r["fallback_from"] for r in rows[1:]] == [chain[0]] * (len(rows) - 1)
 
 
 def test_a_tight_budget_downgrades_instead_of_refusing(gw, upstream):

@@ -9,6 +9,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from margin.store.migrations import MIGRATIONS
 from margin.store.sqlite import SQLiteLedger
 from margin.usage import UsageEvent
@@ -39,6 +41,7 @@ def _events(n: int, seed: int = 5) -> list[UsageEvent]:
                 list_cost=cost,
                 effective_cost=cost,
                 avoided_cost=cost if rng.random() < 0.2 else Decimal(0),
+                fallback_from="gpt-4o" if rng.random() < 0.1 else None,
             )
         )
     return out
@@ -58,14 +61,15 @@ def _compare(path):
     with sqlite3.connect(path) as db:
         from_events = db.execute(
             "SELECT substr(finished_at,1,13), COALESCE(served_model,''), status, tags, COUNT(*), SUM(input_tokens), "
-            "SUM(output_tokens), SUM(effective_cost_nanos), SUM(avoided_cost_nanos) FROM usage_events "
-            "GROUP BY 1,2,3,4 ORDER BY 1,2,3,4"
+            "SUM(output_tokens), SUM(effective_cost_nanos), SUM(avoided_cost_nanos), "
+            "SUM(fallback_from IS NOT NULL) FROM usage_events GROUP BY 1,2,3,4 ORDER BY 1,2,3,4"
         ).fetchall()
         rolled = db.execute(
             "SELECT hour, served_model, status, tags, requests, input_tokens, output_tokens, effective_cost_nanos, "
-            "avoided_cost_nanos FROM rollup_hourly ORDER BY 1,2,3,4"
+            "avoided_cost_nanos, fallback_events FROM rollup_hourly ORDER BY 1,2,3,4"
         ).fetchall()
     assert rolled == from_events and len(rolled) > 10
+    assert sum(row[-1] for row in rolled) > 0
 
 
 def test_rollups_follow_every_write(tmp_path):
@@ -74,9 +78,12 @@ def test_rollups_follow_every_write(tmp_path):
     _compare(path)
 
 
-def test_the_migration_backfills_an_existing_ledger(tmp_path):
+@pytest.mark.parametrize("missing", [{"m009_rollup_hourly", "m010_rollup_fallbacks"}, {"m010_rollup_fallbacks"}])
+def test_the_migration_backfills_an_existing_ledger(tmp_path, missing):
+    # A ledger written before the rollup migrations (the later column migrations applied, so today's insert
+    # works), then opened with every migration: they backfill from the events already there.
     path = tmp_path / "ledger.db"
-    before = [m for m in MIGRATIONS if m[0] != "m009_rollup_hourly"]
+    before = [m for m in MIGRATIONS if m[0] not in missing]
 
     async def old_ledger():
         ledger = SQLiteLedger(path, migrations=before)

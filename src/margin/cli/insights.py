@@ -350,6 +350,25 @@ def report_tasks(
     out_console.print(table)
 
 
+def self_hosted_capacity(config: Any, since: datetime, now: datetime) -> dict[str, Any]:
+    """``insights.self_hosted`` as the idle-capacity rule's inputs: every pool together (GPU-hours paid since
+    ``since``, their mean hourly price and mean capacity, weighted by GPU-hours), or nothing when none is set."""
+    from ..insights.operations import gpu_pools, paid_hours
+
+    pools = gpu_pools(config.insights.self_hosted, paid_hours(since, now, now))
+    gpu_hours = sum((p.gpus * p.hours for p in pools), Decimal(0))
+    if gpu_hours <= 0:
+        return {}
+    cost = sum((p.gpus * p.hours * p.gpu_hourly for p in pools), Decimal(0))
+    capacity = sum((p.gpus * p.hours * p.tokens_per_gpu_hour for p in pools), Decimal(0))
+    return {
+        "gpu_hourly": cost / gpu_hours,
+        "gpu_hours": gpu_hours,
+        "tokens_per_gpu_hour": int(capacity / gpu_hours),
+        "self_hosted_providers": [p.provider for p in pools],
+    }
+
+
 @report_app.command("recommendations")
 def report_recommendations(
     ctx: typer.Context,
@@ -385,6 +404,7 @@ def report_recommendations(
         cheap_model=cheap_model,
         expensive_models=[m.strip() for m in expensive.split(",")] if expensive else (),
         default_max_tokens=st.config.gateway.default_max_tokens,
+        **self_hosted_capacity(st.config, first, now),
     )
     if as_json:
         from dataclasses import asdict
@@ -446,15 +466,21 @@ def report_overview(
         out_console.print(table)
 
 
-alerts_app = typer.Typer(help="Anomaly alerts: spend spikes, sent to the configured sinks.", no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Anomaly alerts: spend spikes, cost jumps, fallback rises, dominance shifts, budget thresholds.",
+    no_args_is_help=True,
+)
 
 
 @alerts_app.command("check")
 def alerts_check(ctx: typer.Context) -> None:
-    """Run the anomaly watch once over the last two days of the ledger (what the gateway does every
-    insights.alerts.interval_seconds when enabled): fresh alerts go to the sinks and into the ledger."""
+    """Run the anomaly watch once (what the gateway does every insights.alerts.interval_seconds when enabled):
+    spend spikes and cost-per-request jumps in the last two days, fallback-rate rises and models or keys
+    suddenly dominant in the last complete UTC day, budget thresholds crossed in each budget's period. Fresh
+    alerts go to the sinks and into the ledger; what was sent before is not sent again."""
     import asyncio
 
+    from ..gateway.state import key_budget_rules
     from ..insights.watch import build_dispatcher, check_once
 
     config = state(ctx).config
@@ -464,9 +490,9 @@ def alerts_check(ctx: typer.Context) -> None:
     async def go() -> list[Any]:
         ledger = open_ledger(config)
         try:
-            return await check_once(
-                ledger, dispatcher, multiple=settings.spike_multiple, min_cost=settings.min_hourly_cost
-            )
+            keys = ledger.list_keys(include_revoked=False)
+            rules = [*config.gateway.budgets, *(rule for key in keys for rule in key_budget_rules(key))]
+            return await check_once(ledger, dispatcher, settings, budget_rules=rules)
         finally:
             await ledger.aclose()
 

@@ -40,7 +40,7 @@ from .pipeline import (
     settle,
 )
 from .providers.base import Endpoint, UpstreamError, Wire
-from .state import Gateway
+from .state import Gateway, key_budget_rules
 from .streaming import open_stream
 
 __all__ = ["create_app"]
@@ -474,7 +474,7 @@ def create_app(gw: Gateway) -> _FastRoutes:
         return _json({"status": "ok", "models": len(gw.routes)})
 
     async def watch_anomalies() -> None:
-        """insights.alerts: every interval, hourly spend through the spike rule, fresh alerts to the sinks.
+        """insights.alerts: every interval, the ledger through the anomaly rules, fresh alerts to the sinks.
         A failing pass is logged at ERROR and the next one runs (the watch never stops the gateway)."""
         from ..insights.watch import build_dispatcher, check_once
 
@@ -483,9 +483,9 @@ def create_app(gw: Gateway) -> _FastRoutes:
         while True:
             await asyncio.sleep(settings.interval_seconds)
             try:
-                outcomes = await check_once(
-                    gw.ledger, dispatcher, multiple=settings.spike_multiple, min_cost=settings.min_hourly_cost
-                )
+                keys = await asyncio.to_thread(gw.ledger.list_keys, include_revoked=False)
+                rules = [*gw.config.budgets, *(rule for key in keys for rule in key_budget_rules(key))]
+                outcomes = await check_once(gw.ledger, dispatcher, settings, budget_rules=rules)
                 for outcome in outcomes:
                     log.warning(
                         "alert %s: %s (delivered: %s)", outcome.anomaly.rule, outcome.anomaly.message, outcome.ok

@@ -22,6 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from ..cache._exact import exact_key
 from ..errors import MarginError
 from ..ids import new_id
 from ..money import ZERO
@@ -191,6 +192,9 @@ class CallContext:
     passthrough_headers: dict[str, str] = field(default_factory=dict)
     include_usage_requested: bool = False
     attempts: int = 0
+    # The route the first attempt went to (after routing); a later attempt on another route (a provider
+    # fallback or a cascade escalation) records it as ``fallback_from``.
+    first_route: str | None = None
     prompt_count: int | None = None  # the local count, once something needed it
     cache: str | None = None  # the exact cache's decision: hit, miss, bypass (None: no cache policy)
     decisions: dict[str, Any] = field(default_factory=dict)  # the levers' decisions, for the ledger
@@ -198,6 +202,16 @@ class CallContext:
     cascade: list[str] = field(default_factory=list)  # models to escalate to when an answer fails validation
     client_body: dict[str, Any] = field(default_factory=dict)  # the body as sent (the levers may rewrite body)
     pending_summary: tuple[list[Any], list[int]] | None = None  # context lever: turns to summarize, by the edge
+    _prompt_hash: tuple[dict[str, Any], str] | None = None  # (the body hashed, its hash)
+
+    @property
+    def prompt_hash(self) -> str:
+        """The exact-cache key of ``client_body`` (computed once per body; the cache and the ledger's
+        ``prompt_hash`` share it; a context copied for a side call with its own body gets its own)."""
+        if self._prompt_hash is None or self._prompt_hash[0] is not self.client_body:
+            key = exact_key(str(self.client_body.get("model")), self.endpoint, self.client_body)
+            self._prompt_hash = (self.client_body, key)
+        return self._prompt_hash[1]
 
     @property
     def prompt_tokens(self) -> int:
@@ -344,6 +358,7 @@ def plan_request(
         decisions=decisions,
         client_body=body,
     )
+    ctx.prompt_hash  # noqa: B018 -- hashed now, as the client sent it, before any lever or cap touches the body
     if lever is not None and (lever.compression is not None or lever.context is not None):
         try:
             apply_prompt_levers(gw, ctx, lever)
@@ -525,12 +540,13 @@ def make_event(
         retries=attempt,
         stream=ctx.stream,
         route=route.name,
-        fallback_from=ctx.body.get("model") if route.name != ctx.body.get("model") else None,
+        fallback_from=ctx.first_route if ctx.first_route is not None and route.name != ctx.first_route else None,
         max_tokens=reserved.max_tokens if reserved else None,
         reserved_cost=reserved.amount if reserved else ZERO,
         reservation_id=reserved.reservation_id if reserved else None,
         cache=ctx.cache,
         decisions=ctx.decisions,
+        prompt_hash=ctx.prompt_hash,
     )
 
 
@@ -661,6 +677,8 @@ async def call_with_fallbacks(
     cost). Returns the route that answered, its reservation (still open), ``start``'s result and the
     attempt number. A non-retryable failure ends the search at once (a bad request fails everywhere)."""
     attempt = ctx.attempts  # a cascade calls this again: attempts keep counting across its steps
+    if ctx.first_route is None:
+        ctx.first_route = ctx.route.name
     last_error: UpstreamError | None = None
     for route in candidates(gw, ctx):
         for retry in range(gw.config.retries.max_retries + 1):

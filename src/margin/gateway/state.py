@@ -20,7 +20,7 @@ from ..config import CustomModel, MarginConfig, margin_home
 from ..errors import ConfigError
 from ..keys import hash_key, parse_budget
 from ..levers import TrainedRouter
-from ..policy.budgets import BudgetCounters, counter_name, period_start
+from ..policy.budgets import BudgetCounters, budget_spend, counter_name
 from ..policy.limits import RateLimiter, SpendBreaker
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..store.base import VirtualKey
@@ -301,19 +301,9 @@ def rebuild_counters(gateway: Gateway) -> None:
     gateway.ledger.reconcile_open_reservations(now)
     # Keys' own budgets too: a restart must not hand a key a fresh allowance.
     key_rules = [rule for key in gateway.ledger.list_keys() if key.revoked_at is None for rule in key_budget_rules(key)]
-    for rule in [*gateway.config.budgets, *key_rules]:
-        if rule.period == "request":
-            continue
-        since = period_start(rule.period, now)
-        group_by = None if rule.scope == "global" else rule.scope
-        rows = gateway.ledger.spend(since, None, group_by)
-        for row in rows:
-            value = "*" if rule.scope == "global" else row.group
-            if value is None:
-                continue
-            if rule.value is not None and value != rule.value:
-                continue
-            gateway.counters.add_spent(counter_name(rule, value, now), row.effective_cost)
+    rules = [*gateway.config.budgets, *key_rules]
+    for rule, value, spent in budget_spend(rules, lambda since, by: gateway.ledger.spend(since, None, by), now):
+        gateway.counters.add_spent(counter_name(rule, value, now), spent)
 
 
 # A breaker's one-hour window is refilled from the ledger in buckets of this length.

@@ -12,11 +12,11 @@ reservation is replaced by the actual cost.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from ..gateway.config import BudgetConfig
 
@@ -27,10 +27,12 @@ __all__ = [
     "RequestScope",
     "Reservation",
     "applicable_budgets",
+    "budget_spend",
     "budget_status",
     "counter_name",
     "max_affordable_output_tokens",
     "period_key",
+    "period_start",
 ]
 
 Period = Literal["request", "hour", "day", "month"]
@@ -213,3 +215,23 @@ class BudgetCounters:
 
     def spent(self, counter: str) -> Decimal:
         return self.snapshot(counter)[0]
+
+
+def budget_spend(
+    rules: Iterable[BudgetConfig], spend: Callable[[datetime, str | None], Iterable[Any]], now: datetime
+) -> list[tuple[BudgetConfig, str, Decimal]]:
+    """``(rule, scope value, spent)`` of every budget rule in its period containing ``now``, from ``spend(since,
+    group_by)`` (the ledger's :meth:`spend` from ``since`` to now, ``SpendRow``s). ``global`` budgets have the
+    scope value ``*``; budgets without a ``value`` get one entry per scope value with spend. Per-request budgets
+    have no running total and are skipped. Shared by the counters' rebuild at start-up and the budget alerts."""
+    out: list[tuple[BudgetConfig, str, Decimal]] = []
+    for rule in rules:
+        if rule.period == "request":
+            continue
+        rows = spend(period_start(rule.period, now), None if rule.scope == "global" else rule.scope)
+        for row in rows:
+            value = "*" if rule.scope == "global" else row.group
+            if value is None or (rule.value is not None and value != rule.value):
+                continue
+            out.append((rule, value, row.effective_cost))
+    return out

@@ -222,6 +222,59 @@ MIGRATIONS: list[Migration] = [
         END;
         """,
     ),
+    (
+        # Attempts on another route than the request's first (provider fallbacks, cascade escalations) counted
+        # in the rollups, so the anomaly watch can compare fallback rates without scanning events.
+        "m010_rollup_fallbacks",
+        """
+        ALTER TABLE rollup_hourly ADD COLUMN fallback_events INTEGER NOT NULL DEFAULT 0;
+        UPDATE rollup_hourly SET fallback_events = f.n FROM (
+            SELECT substr(finished_at, 1, 13) AS hour, COALESCE(served_model, '') AS served_model, status, tags,
+                   COUNT(*) AS n
+            FROM usage_events WHERE fallback_from IS NOT NULL GROUP BY 1, 2, 3, 4
+        ) AS f
+        WHERE rollup_hourly.hour = f.hour AND rollup_hourly.served_model = f.served_model
+          AND rollup_hourly.status = f.status AND rollup_hourly.tags = f.tags;
+        DROP TRIGGER usage_events_rollup;
+        CREATE TRIGGER usage_events_rollup AFTER INSERT ON usage_events BEGIN
+            INSERT INTO rollup_hourly VALUES (
+                substr(NEW.finished_at, 1, 13), COALESCE(NEW.served_model, ''), NEW.status, NEW.tags,
+                json_extract(NEW.tags, '$.team'), 1,
+                NEW.input_tokens, NEW.cache_read_tokens, NEW.cache_write_tokens, NEW.output_tokens,
+                NEW.list_cost_nanos, NEW.effective_cost_nanos, NEW.avoided_cost_nanos,
+                NEW.fallback_from IS NOT NULL
+            )
+            ON CONFLICT (hour, served_model, status, tags) DO UPDATE SET
+                requests = requests + 1,
+                input_tokens = input_tokens + excluded.input_tokens,
+                cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+                cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+                output_tokens = output_tokens + excluded.output_tokens,
+                list_cost_nanos = list_cost_nanos + excluded.list_cost_nanos,
+                effective_cost_nanos = effective_cost_nanos + excluded.effective_cost_nanos,
+                avoided_cost_nanos = avoided_cost_nanos + excluded.avoided_cost_nanos,
+                fallback_events = fallback_events + excluded.fallback_events;
+        END;
+        """,
+    ),
+    (
+        # The request's exact-cache key on every event (repeats are countable without the text), and the
+        # opt-in store of redacted request bodies (gateway.prompt_retention), purged after its retention days.
+        "m011_prompt_hashes",
+        """
+        ALTER TABLE usage_events ADD COLUMN prompt_hash TEXT;
+        CREATE TABLE retained_prompts (
+            request_id TEXT PRIMARY KEY,
+            prompt_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX retained_prompts_created_at ON retained_prompts (created_at);
+        CREATE INDEX retained_prompts_hash ON retained_prompts (prompt_hash);
+        """,
+    ),
 ]
 
 _MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

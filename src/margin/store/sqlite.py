@@ -791,19 +791,20 @@ class SQLiteLedger:
 
     def hourly_spend(
         self, since: datetime, until: datetime, group_by: str | None = None
-    ) -> list[tuple[str, str | None, Decimal, int]]:
-        """(hour ``YYYY-MM-DDTHH``, team or None, effective cost, events) from the rollups: the whole ledger
-        when ``group_by`` is None, per team when it is ``team`` (the rollups keep that tag as a column)."""
+    ) -> list[tuple[str, str | None, Decimal, int, int]]:
+        """(hour ``YYYY-MM-DDTHH``, team or None, effective cost, events, fallback events) from the rollups: the
+        whole ledger when ``group_by`` is None, per team when it is ``team`` (the rollups keep that tag as a
+        column). Rejected requests are left out: they cost nothing and would dilute per-request figures."""
         if group_by not in (None, "team"):
             raise ValueError("hourly spend is kept per team or in total")
         group = "team" if group_by == "team" else "NULL"
         sql = (
-            f"SELECT hour, {group}, SUM(effective_cost_nanos), SUM(requests) FROM rollup_hourly "
-            "WHERE hour >= ? AND hour < ? GROUP BY 1, 2 ORDER BY 1"
+            f"SELECT hour, {group}, SUM(effective_cost_nanos), SUM(requests), SUM(fallback_events) FROM rollup_hourly "
+            "WHERE hour >= ? AND hour < ? AND status != 'rejected' GROUP BY 1, 2 ORDER BY 1"
         )
         with self._reader() as conn:
             rows = conn.execute(sql, (_ts(since, "since")[:13], _ts(until, "until")[:13])).fetchall()
-        return [(h, g, from_nanos(int(c or 0)), int(n or 0)) for h, g, c, n in rows]
+        return [(h, g, from_nanos(int(c or 0)), int(n or 0), int(f or 0)) for h, g, c, n, f in rows]
 
     def events_between(
         self, since: datetime | None, until: datetime | None, *, limit: int = 1_000_000
