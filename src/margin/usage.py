@@ -106,6 +106,9 @@ class UsageEvent:
     # cost-reduction levers' decisions (routing tier and score, cascade, compression, context), as JSON-ready.
     avoided_cost: Decimal = Decimal(0)
     decisions: dict[str, Any] = field(default_factory=dict)
+    # The exact-cache key of the request (sha256 of everything that determines the answer, see
+    # margin.cache.exact_key): equal hashes are repeats, which reports and what-if replay count without the text.
+    prompt_hash: str | None = None
 
 
 # --- usage blocks -> NormalizedUsage ------------------------------------------------------------------------

@@ -62,6 +62,19 @@ def test_a_repeat_is_a_free_hit_with_its_avoided_cost_in_the_ledger(gw):
     assert row[0] == "cached" and Decimal(row[1]) == 0 and row[3] == "hit"
     assert Decimal(row[2]) == Decimal(first.headers["x-margin-cost"])
     assert row[4] == first.parse().usage.completion_tokens
+    # Both events carry the request's hash (the cache key), so repeats are countable without the prompt text.
+    hashes = ledger(
+        gw,
+        "select prompt_hash from usage_events where request_id in (?, ?)",
+        first.headers["x-margin-request-id"],
+        second.headers["x-margin-request-id"],
+    )
+    assert len(hashes) == 2 and hashes[0] == hashes[1] and len(hashes[0][0]) == 64
+    other = ask(c, "What is the capital of Spain?")
+    (other_hash,) = ledger(
+        gw, "select prompt_hash from usage_events where request_id = ?", other.headers["x-margin-request-id"]
+    )
+    assert other_hash != hashes[0]
 
 
 def test_no_cross_team_hits_and_bypass_on_request(gw):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ..cache._exact import CacheEntry, cache_scope_value, exact_key, is_deterministic
+from ..cache._exact import CacheEntry, cache_scope_value, is_deterministic
 from ..ids import new_id
 from ..money import ZERO
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
@@ -66,7 +66,7 @@ def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, header
     if _bypassed(headers) or not (policy.cache_nondeterministic or is_deterministic(ctx.client_body)):
         return CacheDecision("bypass", lever=lever.name)
     partition = cache_scope_value(policy.scope, key_id=ctx.principal.key_id, tags=ctx.tags)
-    key = exact_key(str(ctx.client_body.get("model")), ctx.endpoint, ctx.client_body)
+    key = ctx.prompt_hash
     entry = gw.exact_cache.get(partition, key, max_output_tokens=ctx.requested_max_tokens)
     return CacheDecision(
         "hit" if entry else "miss",
@@ -210,6 +210,7 @@ async def serve_hit(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> t
         cache=decision.status,
         avoided_cost=avoided,
         decisions=ctx.decisions,
+        prompt_hash=ctx.prompt_hash,
     )
     await gw.ledger.write_event(event, wait=gw.config.wait_for_ledger_commit)
     gw.observe(event)

@@ -31,6 +31,7 @@ _EVENT_COLUMNS = tuple(
     reasoning_tokens usage_source list_cost list_cost_nanos effective_cost effective_cost_nanos
     price_source latency_ms ttft_ms error_type error_message retries stream route cache fallback_from
     max_tokens reserved_cost reserved_cost_nanos reservation_id avoided_cost avoided_cost_nanos decisions
+    prompt_hash
     """.split()
 )
 _RESERVATION_ID_AT = _EVENT_COLUMNS.index("reservation_id")
@@ -184,6 +185,7 @@ def _event_row(event: UsageEvent) -> tuple[Any, ...]:
         avoided_cost,
         avoided_nanos,
         orjson.dumps(event.decisions, default=str).decode() if event.decisions else "{}",
+        event.prompt_hash,
     )
 
 
