@@ -259,7 +259,7 @@ def test_simulate_rerouting_and_budgets(capsys, tmp_path):
     assert Decimal(doc["simulated_cost"]) <= amount * Decimal("1.1")
     policy.write_text("nonsense: 1\n")
     code, _, err = run(capsys, "simulate", "--period", "2026-11", "--policy", str(policy))
-    assert code == 2 and "prices, models and budgets" in err
+    assert code == 2 and "prices, models, budgets and cache" in err
 
 
 def test_breakdown_reports(capsys, tmp_path):

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..errors import MarginError
-from . import cost, demo, export, gateway, insights, operations, plan, prices, router, tokens
+from . import cost, demo, export, gateway, insights, operations, plan, prices, prompts, router, tokens
 from ._common import State, err_console
 
 __all__ = ["app", "main"]
@@ -57,6 +57,7 @@ insights.report_app.command("operations")(operations.report_operations)
 app.add_typer(insights.report_app, name="report")
 app.add_typer(insights.tasks_app, name="tasks")
 app.add_typer(insights.alerts_app, name="alerts")
+app.add_typer(prompts.prompts_app, name="prompts")
 app.command("simulate")(insights.simulate_command)
 app.add_typer(export.export_app, name="export")
 

@@ -404,6 +404,8 @@ def report_recommendations(
         cheap_model=cheap_model,
         expensive_models=[m.strip() for m in expensive.split(",")] if expensive else (),
         default_max_tokens=st.config.gateway.default_max_tokens,
+        # Repeats measured by the requests' hashes when the ledger has them (events before m011 have none).
+        prompt_hashes={e.event_id: e.prompt_hash for e in events if e.prompt_hash} or None,
         **self_hosted_capacity(st.config, first, now),
     )
     if as_json:
@@ -540,13 +542,14 @@ def simulate_command(
     with the gateway's own pricing and budget code; prints the cost difference and the assumptions.
 
     The policy file: ``prices:`` (as in margin.yaml: custom_models, discounts), ``models:`` (served model ->
-    model to use instead) and ``budgets:`` (as gateway.budgets)."""
+    model to use instead), ``budgets:`` (as gateway.budgets) and ``cache:`` (``{ttl_seconds: 3600, scope:
+    team}``: the exact cache replayed from the requests' hashes)."""
     import yaml
     from pydantic import TypeAdapter, ValidationError
 
     from ..config import PricesConfig
     from ..gateway.config import BudgetConfig
-    from ..insights.simulate import Policy, simulate
+    from ..insights.simulate import CacheReplay, Policy, simulate
     from ..pricing import Catalog, load_price_data
 
     st = state(ctx)
@@ -555,12 +558,13 @@ def simulate_command(
         raw = yaml.safe_load(policy_file.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise typer.BadParameter(f"cannot read the policy: {exc}", param_hint="--policy") from None
-    if not isinstance(raw, dict) or not set(raw) <= {"prices", "models", "budgets"}:
-        raise typer.BadParameter("the policy may only have prices, models and budgets", param_hint="--policy")
+    if not isinstance(raw, dict) or not set(raw) <= {"prices", "models", "budgets", "cache"}:
+        raise typer.BadParameter("the policy may only have prices, models, budgets and cache", param_hint="--policy")
     try:
         policy_prices = PricesConfig.model_validate(raw.get("prices") or {})
         budgets = TypeAdapter(list[BudgetConfig]).validate_python(raw.get("budgets") or [])
         models = TypeAdapter(dict[str, str]).validate_python(raw.get("models") or {})
+        cache = TypeAdapter(CacheReplay | None).validate_python(raw.get("cache"))
     except ValidationError as exc:
         raise typer.BadParameter(f"invalid policy: {exc}", param_hint="--policy") from None
     base = st.config.prices
@@ -578,6 +582,7 @@ def simulate_command(
             [m.id for m in policy_prices.custom_models] + [d.model for d in policy_prices.discounts if d.model]
         ),
         repriced_providers=frozenset(d.provider for d in policy_prices.discounts if d.provider and not d.model),
+        cache=cache,
     )
     ledger = open_ledger(st.config)
     try:
@@ -594,6 +599,11 @@ def simulate_command(
         f"[bold]{period}[/bold]: recorded {format_usd(result.recorded_cost)} -> simulated "
         f"{format_usd(result.simulated_cost)}, difference {format_usd(change)}{pct} over {result.events:,} events"
     )
+    if policy.cache is not None:
+        out_console.print(
+            f"the replayed cache (ttl {policy.cache.ttl_seconds} s, per {policy.cache.scope}) would have served "
+            f"{result.cache_hits:,} requests, avoiding {format_usd(result.cache_avoided)}"
+        )
     if result.refused_by_budgets:
         out_console.print(
             f"the policy's budgets would have refused {result.refused_by_budgets:,} requests "

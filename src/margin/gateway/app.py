@@ -40,6 +40,7 @@ from .pipeline import (
     settle,
 )
 from .providers.base import Endpoint, UpstreamError, Wire
+from .retention import purge_loop, retain_request
 from .state import Gateway, key_budget_rules
 from .streaming import open_stream
 
@@ -223,6 +224,8 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 headers=request_headers,
                 principal=principal,
             )
+            if gw.retention_rules is not None:
+                await retain_request(gw, ctx)
             if ctx.pending_summary is not None:
                 await summarize_dropped(gw, ctx)
             cache = decide_cache(gw, ctx, ctx.lever, request_headers)
@@ -496,9 +499,11 @@ def create_app(gw: Gateway) -> _FastRoutes:
     @asynccontextmanager
     async def lifespan(app: Starlette):
         watcher = asyncio.create_task(watch_anomalies()) if gw.alerts is not None else None
+        purger = asyncio.create_task(purge_loop(gw)) if gw.retention_rules is not None else None
         yield
-        if watcher is not None:
-            watcher.cancel()
+        for task in (watcher, purger):
+            if task is not None:
+                task.cancel()
         await gw.aclose()  # drain the ledger queue on graceful shutdown
 
     proxied = {

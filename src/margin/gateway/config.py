@@ -162,6 +162,27 @@ class OtelConfig(_Strict):
     service_name: str = "margin-gateway"
 
 
+class PromptRetentionConfig(_Strict):
+    """Opt-in retention of request bodies (``retained_prompts`` in the ledger), for near-duplicate analysis and
+    replay with the text. Off by default: without it margin keeps only each request's hash. Every string in a
+    body is redacted first (margin.redact: secrets, emails, card numbers, IBANs, SSNs, phone numbers, IPv4
+    addresses, plus ``redact``, a map of rule name to regular expression); bodies of more than ``max_chars``
+    characters after redaction are not kept. Rows older than ``days`` are purged at start-up and every hour."""
+
+    enabled: bool = False
+    days: int = Field(default=30, ge=1, le=3650)
+    redact_defaults: bool = True
+    redact: dict[str, str] = Field(default_factory=dict)
+    max_chars: int = Field(default=200_000, gt=0)
+
+    @model_validator(mode="after")
+    def _patterns(self) -> PromptRetentionConfig:
+        from ..redact import rules_from_config
+
+        rules_from_config(self.redact, defaults=False)  # raises ValueError naming a pattern that does not compile
+        return self
+
+
 class GatewayConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, gt=0, lt=65536)
@@ -176,6 +197,7 @@ class GatewayConfig(_Strict):
     breakers: list[BreakerConfig] = Field(default_factory=list)
     retries: RetryConfig = Field(default_factory=RetryConfig)
     tag_policy: TagPolicyConfig = Field(default_factory=TagPolicyConfig)
+    prompt_retention: PromptRetentionConfig = Field(default_factory=PromptRetentionConfig)
     # max_tokens when the request sets none, and the hard cap on any request's max_tokens.
     default_max_tokens: int = Field(default=4096, gt=0)
     max_tokens_cap: int = Field(default=32768, gt=0)

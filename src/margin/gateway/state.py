@@ -23,6 +23,7 @@ from ..levers import TrainedRouter
 from ..policy.budgets import BudgetCounters, budget_spend, counter_name
 from ..policy.limits import RateLimiter, SpendBreaker
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
+from ..redact import RedactionRule, rules_from_config
 from ..store.base import VirtualKey
 from ..store.sqlite import SQLiteLedger, default_ledger_path
 from ..tokens import encoding_for_model
@@ -117,6 +118,8 @@ class Gateway:
     alerts: Any = None
     # OpenTelemetry spans (gateway.otel); None when disabled.
     spans: SpanEmitter | None = None
+    # Compiled redaction rules when gateway.prompt_retention is on; None when off (only hashes are kept).
+    retention_rules: tuple[RedactionRule, ...] | None = None
 
     def observe(self, event: UsageEvent) -> None:
         """After an event is recorded: Prometheus counters, and a span when tracing is on."""
@@ -259,6 +262,7 @@ def build_gateway(
     )
     gateway.semantic_caches = semantic_caches
     gateway.alerts = config.insights.alerts if config.insights.alerts.enabled else None
+    gateway.retention_rules = redaction_rules(gw.prompt_retention)
     gateway.spans = spans
     gateway.learned_routers = learned_routers
     rebuild_counters(gateway)
@@ -284,6 +288,13 @@ def _semantic_caches(gw: GatewayConfig) -> dict[str, Any]:
         )
         for lever in wanted
     }
+
+
+def redaction_rules(config: Any) -> tuple[RedactionRule, ...] | None:
+    """The compiled rules of a PromptRetentionConfig, or None when retention is off."""
+    if not config.enabled:
+        return None
+    return rules_from_config(config.redact, defaults=config.redact_defaults)
 
 
 def key_budget_rules(key: VirtualKey | None) -> list[BudgetConfig]:

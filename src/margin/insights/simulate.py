@@ -13,7 +13,13 @@ threshold). Assumptions, stated in every result:
 * only the events that cost money upstream are replayed (ok, upstream errors and client aborts with a
   cost); cache hits stay free; rejected requests stay rejected;
 * budgets are applied in time order to the simulated actual cost (not to a worst-case reservation, which
-  would refuse more near a cap), and a refused request costs nothing.
+  would refuse more near a cap), and a refused request costs nothing;
+* with a :class:`CacheReplay`, the exact cache is replayed from the requests' hashes (``prompt_hash``, the
+  gateway's own cache key) in the gateway's own partitions (:func:`~margin.cache.cache_scope_value`): a request
+  whose hash an earlier answered request stored in the same partition within ``ttl_seconds`` is a hit and
+  costs nothing (every attempt of it). The ledger does not record sampling parameters, so every hashed
+  request is assumed cacheable except those the gateway bypassed (``cache = bypass``: non-deterministic or
+  opted out); events without a hash (written before margin recorded them) are never hits.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..cache._exact import CacheScope, cache_scope_value
 from ..errors import MarginError
 from ..policy.budgets import BudgetCounters, RequestScope, applicable_budgets
 from ..pricing import Catalog, TokenUsage
 from ..usage import UsageEvent
 
-__all__ = ["Policy", "SimulationResult", "simulate"]
+__all__ = ["CacheReplay", "Policy", "SimulationResult", "simulate"]
 
 ZERO = Decimal(0)
 ASSUMPTIONS = (
@@ -37,6 +44,20 @@ ASSUMPTIONS = (
     "only events that cost money upstream are replayed; cache hits stay free and rejections stay rejected",
     "budgets are applied in time order to the simulated actual cost; a refused request costs nothing",
 )
+
+
+CACHE_ASSUMPTION = (
+    "the exact cache is replayed from request hashes: every hashed request not bypassed by the gateway is "
+    "assumed cacheable (temperature is not in the ledger); a hit costs nothing"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheReplay:
+    """An exact cache to replay: entries live ``ttl_seconds`` in partitions of ``scope`` (as the gateway's)."""
+
+    ttl_seconds: int
+    scope: CacheScope = "team"
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,7 @@ class Policy:
     # them with its own override, which the catalog does not know).
     repriced_models: frozenset[str] = frozenset()
     repriced_providers: frozenset[str] = frozenset()
+    cache: CacheReplay | None = None
 
 
 @dataclass
@@ -63,6 +85,8 @@ class SimulationResult:
     by_model: dict[str, dict[str, Decimal]]
     unpriced: dict[str, int]
     assumptions: tuple[str, ...] = ASSUMPTIONS
+    cache_hits: int = 0  # requests the replayed cache would have served
+    cache_avoided: Decimal = ZERO  # what those requests' replayed events would have cost
 
     @property
     def difference(self) -> Decimal:
@@ -78,17 +102,54 @@ class SimulationResult:
             "refused_cost": str(self.refused_cost),
             "by_model": {m: {k: str(v) for k, v in row.items()} for m, row in self.by_model.items()},
             "unpriced_models": self.unpriced,
+            "cache_hits": self.cache_hits,
+            "cache_avoided": str(self.cache_avoided),
             "assumptions": list(self.assumptions),
         }
+
+
+class _CacheState:
+    """The replayed exact cache: (partition, hash) -> when the entry was stored; which requests hit."""
+
+    def __init__(self, replay: CacheReplay) -> None:
+        self.replay = replay
+        self.stored: dict[tuple[str, str], Any] = {}
+        self.hit_requests: set[str] = set()
+        self.seen_requests: set[str] = set()
+
+    def _slot(self, event: UsageEvent) -> tuple[str, str] | None:
+        if event.prompt_hash is None or event.cache == "bypass":
+            return None
+        partition = cache_scope_value(self.replay.scope, key_id=event.key_id, tags=event.tags)
+        return partition, event.prompt_hash
+
+    def is_hit(self, event: UsageEvent) -> bool:
+        """Decided at a request's first replayed event; its later attempts follow."""
+        if event.request_id in self.seen_requests:
+            return event.request_id in self.hit_requests
+        self.seen_requests.add(event.request_id)
+        slot = self._slot(event)
+        stored_at = self.stored.get(slot) if slot is not None else None
+        if stored_at is not None and (event.started_at - stored_at).total_seconds() <= self.replay.ttl_seconds:
+            self.hit_requests.add(event.request_id)
+            return True
+        return False
+
+    def store(self, event: UsageEvent) -> None:
+        """An answered event fills its slot (the gateway stores answers, never errors or rejected answers)."""
+        slot = self._slot(event)
+        if slot is not None and event.status == "ok" and event.error_type != "cascade_escalated":
+            self.stored[slot] = event.finished_at
 
 
 def simulate(events: Iterable[UsageEvent], catalog: Catalog, policy: Policy) -> SimulationResult:
     """Re-price ``events`` (any order: replayed by finish time) under ``policy`` with ``catalog``."""
     counters = BudgetCounters()
-    recorded = simulated = refused_cost = ZERO
+    recorded = simulated = refused_cost = avoided = ZERO
     refused = count = 0
     by_model: dict[str, dict[str, Decimal]] = defaultdict(lambda: {"recorded": ZERO, "simulated": ZERO})
     unpriced: dict[str, int] = defaultdict(int)
+    cache = _CacheState(policy.cache) if policy.cache is not None else None
     for event in sorted(events, key=lambda e: (e.finished_at, e.event_id)):
         if event.status in ("rejected", "cached") or not event.effective_cost:
             continue
@@ -112,6 +173,9 @@ def simulate(events: Iterable[UsageEvent], catalog: Catalog, policy: Policy) -> 
             except MarginError:  # a model the catalog cannot price: keep the recorded cost, and say so
                 unpriced[new_model] += 1
                 cost = event.effective_cost
+        if cache is not None and cache.is_hit(event):
+            avoided += cost
+            continue
         if policy.budgets:
             applied = applicable_budgets(
                 policy.budgets, RequestScope(key_id=event.key_id, tags=event.tags, model=new_model), event.finished_at
@@ -122,6 +186,19 @@ def simulate(events: Iterable[UsageEvent], catalog: Catalog, policy: Policy) -> 
                 refused_cost += cost
                 continue
             counters.settle(held, cost)
+        if cache is not None:
+            cache.store(event)
         simulated += cost
         by_model[new_model]["simulated"] += cost
-    return SimulationResult(count, recorded, simulated, refused, refused_cost, dict(by_model), dict(unpriced))
+    return SimulationResult(
+        count,
+        recorded,
+        simulated,
+        refused,
+        refused_cost,
+        dict(by_model),
+        dict(unpriced),
+        assumptions=(*ASSUMPTIONS, CACHE_ASSUMPTION) if cache is not None else ASSUMPTIONS,
+        cache_hits=len(cache.hit_requests) if cache is not None else 0,
+        cache_avoided=avoided,
+    )

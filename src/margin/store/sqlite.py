@@ -66,6 +66,7 @@ from ._rows import (
     _DecimalSum,
     _event_from_row,
     _event_row,
+    _from_ts,
     _group_sql,
     _key_from_row,
     _key_row,
@@ -814,6 +815,58 @@ class SQLiteLedger:
         with self._reader() as conn:
             rows = conn.execute(f"{_SELECT_EVENT}{where} ORDER BY finished_at LIMIT ?", [*params, limit]).fetchall()
         return [_event_from_row(row) for row in rows]
+
+    # -- retained prompts (gateway.prompt_retention; opt-in) -----------------------------------------------------
+
+    async def retain_prompt(
+        self, request_id: str, prompt_hash: str, created_at: datetime, endpoint: str, model: str, body: str
+    ) -> None:
+        """Queue one redacted request body (JSON text) for the retained-prompts table; returns once queued (a
+        failed commit puts the ledger in its failed state, like any write)."""
+        row = (request_id, prompt_hash, _ts(created_at, "created_at"), endpoint, model, body)
+        await self._submit_background(
+            _execute("INSERT OR IGNORE INTO retained_prompts VALUES (?, ?, ?, ?, ?, ?)", row), None
+        )
+
+    def retained_prompts(
+        self, since: datetime | None = None, until: datetime | None = None, *, limit: int = 100_000
+    ) -> list[dict[str, Any]]:
+        """Retained bodies created in [since, until), oldest first: request_id, prompt_hash, created_at,
+        endpoint, model and body (the parsed, redacted JSON)."""
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(_ts(since, "since"))
+        if until is not None:
+            clauses.append("created_at < ?")
+            params.append(_ts(until, "until"))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = (
+            "SELECT request_id, prompt_hash, created_at, endpoint, model, body FROM retained_prompts"
+            f"{where} ORDER BY created_at LIMIT ?"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(sql, [*params, limit]).fetchall()
+        return [
+            {
+                "request_id": r,
+                "prompt_hash": h,
+                "created_at": _from_ts(c),
+                "endpoint": e,
+                "model": m,
+                "body": json.loads(b),
+            }
+            for r, h, c, e, m, b in rows
+        ]
+
+    def purge_retained_prompts(self, before: datetime) -> int:
+        """Delete retained bodies created before ``before``; returns how many."""
+        cutoff = _ts(before, "before")
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM retained_prompts WHERE created_at < ?", (cutoff,)).rowcount
+
+        return int(self._submit_sync(op))
 
     # -- tasks ------------------------------------------------------------------------------------------------------
 
