@@ -113,6 +113,59 @@ def costs_remove(
     out_console.print(f"removed {name} for {period}")
 
 
+@costs_app.command("import")
+def costs_import(
+    ctx: typer.Context,
+    focus_file: Annotated[Path, typer.Argument(help="A FOCUS cost and usage CSV (a cloud bill export).")],
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Keep rows where COLUMN=VALUE, e.g. ServiceCategory=Compute (repeatable)."),
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Category of every item (default: the row's service category).")
+    ] = None,
+    cost_column: Annotated[str, typer.Option("--cost-column", help="EffectiveCost, BilledCost, ListCost.")] = (
+        "EffectiveCost"
+    ),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the items; record nothing.")] = False,
+) -> None:
+    """Shared costs from a FOCUS file: each resource's cost per month becomes an item (same name and month
+    replaced), to be allocated like `margin costs add` items. Tax and credit rows are skipped."""
+    from ..insights.focus_import import shared_costs_from_focus
+
+    filters: dict[str, str] = {}
+    for clause in where or []:
+        column, sep, value = clause.partition("=")
+        if not sep or not column:
+            raise typer.BadParameter(f"COLUMN=VALUE, got {clause!r}", param_hint="--where")
+        filters[column] = value
+    try:
+        with focus_file.open(newline="", encoding="utf-8-sig") as handle:
+            items = shared_costs_from_focus(
+                csv.DictReader(handle), cost_column=cost_column, category=category, filters=filters
+            )
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {focus_file}: {exc.strerror}", param_hint="FOCUS_FILE") from None
+    table = RichTable(title=f"Shared costs from {focus_file.name}", title_justify="left")
+    for header in ("name", "period", "category", "amount", "rows"):
+        table.add_column(header, justify="right" if header in ("amount", "rows") else "left")
+    for item in items:
+        table.add_row(item.name, item.period, item.category, format_usd(item.amount), str(item.rows))
+    out_console.print(table)
+    if dry_run or not items:
+        out_console.print("nothing recorded (dry run)" if dry_run else "no rows matched: nothing recorded")
+        return
+    ledger = open_ledger(state(ctx).config)
+    try:
+        for item in items:
+            ledger.add_shared_cost(
+                item.name, item.period, item.category, item.amount, f"FOCUS import: {focus_file.name}"
+            )
+    finally:
+        ledger.close()
+    out_console.print(f"recorded {len(items)} shared costs")
+
+
 def _shared_items(config: Any, period: str | None) -> list[tuple[str, str, str, Decimal, str]]:
     ledger = open_ledger(config)
     try:
