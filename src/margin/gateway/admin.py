@@ -5,6 +5,7 @@ A virtual key gets 403 here: keys cannot read other keys' spend or manage keys."
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -55,7 +56,7 @@ def _require_master(gw: Gateway, request: Request) -> None:
             error_type="permission_error",
             code="admin_disabled",
         )
-    if secret != gw.master_key:
+    if not hmac.compare_digest(secret.encode(), gw.master_key.encode()):  # constant time: no timing oracle
         raise GatewayError(
             "the admin API needs the master key; virtual keys cannot use it",
             status=403,
@@ -64,10 +65,19 @@ def _require_master(gw: Gateway, request: Request) -> None:
         )
 
 
-def _admin(gw: Gateway, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+def _admin(
+    gw: Gateway, handler: Callable[[Request], Awaitable[Response]], *, query: tuple[str, ...] = ()
+) -> Callable[[Request], Awaitable[Response]]:
+    """The master-key check, the endpoint's query parameters (an unknown one is a 400, so a typo such as
+    ``?group=team`` is not silently ignored) and errors as OpenAI-style JSON."""
+
     async def wrapped(request: Request) -> Response:
         try:
             _require_master(gw, request)
+            unknown = sorted(set(request.query_params) - set(query))
+            if unknown:
+                takes = f"it takes {', '.join(query)}" if query else "it takes none"
+                raise ValueError(f"unknown query parameter {unknown[0]!r} for {request.url.path}: {takes}")
             return await handler(request)
         except GatewayError as exc:
             status, body, headers = render_error(exc, wire="openai")
@@ -99,20 +109,33 @@ def admin_routes(gw: Gateway) -> list[Route]:
             raise ValueError(f"the request body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):
             raise ValueError("the request body must be a JSON object")
-        tags = body.get("tags") or {}
+        unknown = sorted(set(body) - {"user", "team", "project", "tags", "budget", "models"})
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r}: a key has user, team, project, tags, budget and models")
+        for name in ("user", "team", "project", "budget"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > 200):
+                raise ValueError(f"'{name}' must be a string of at most 200 characters")
+        tags = {} if body.get("tags") is None else body["tags"]
         if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
             raise ValueError("'tags' must be an object of string values")
+        models = [] if body.get("models") is None else body["models"]
+        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+            raise ValueError("'models' must be a list of model names")
         secret, key = new_virtual_key(
             user=body.get("user"),
             team=body.get("team"),
             project=body.get("project"),
             tags=tags,
             budget=body.get("budget"),
-            models=tuple(body.get("models") or ()),
+            models=tuple(models),
         )
         # Sync ledger writes must not run on the event loop thread.
         await asyncio.to_thread(gw.ledger.create_key, key)
         return _json({"key": secret, **_public_key(key)}, status=201)
+
+    async def keys(request: Request) -> Response:
+        return await (create_key(request) if request.method == "POST" else list_keys(request))
 
     async def revoke_key(request: Request) -> Response:
         done = await asyncio.to_thread(gw.ledger.revoke_key, request.path_params["key"])
@@ -126,7 +149,10 @@ def admin_routes(gw: Gateway) -> list[Route]:
         if by is not None and by not in GROUP_BY_CHOICES and not by.startswith("tag:"):
             raise ValueError(f"'by' must be one of {', '.join(GROUP_BY_CHOICES)} or tag:NAME")
         since_text = request.query_params.get("since")
-        since = datetime.fromisoformat(since_text) if since_text else None
+        try:
+            since = datetime.fromisoformat(since_text) if since_text is not None else None
+        except ValueError:
+            raise ValueError(f"'since' must be an ISO 8601 date or date-time, got {since_text!r}") from None
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         await gw.ledger.flush()  # read your writes: events of answered requests may still be queued
@@ -141,9 +167,12 @@ def admin_routes(gw: Gateway) -> list[Route]:
 
     async def reset_breakers(request: Request) -> Response:
         body = orjson.loads(await request.body() or b"{}")
-        count = gw.breaker.reset(
-            body.get("rule") if isinstance(body, dict) else None, body.get("value") if isinstance(body, dict) else None
-        )
+        if not isinstance(body, dict) or not set(body) <= {"rule", "value"}:
+            raise ValueError("the body may only name 'rule' (a breaker's name) and 'value' (its scope value)")
+        for name, value in body.items():
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"'{name}' must be a string")
+        count = gw.breaker.reset(body.get("rule"), body.get("value"))
         return _json({"reset": count})
 
     async def flush_ledger(request: Request) -> Response:
@@ -170,14 +199,21 @@ def admin_routes(gw: Gateway) -> list[Route]:
         found = await asyncio.to_thread(gw.ledger.alerts, limit=200)
         return _json({"alerts": [asdict(a) for a in found]})
 
+    async def openapi(request: Request) -> Response:
+        from .. import __version__
+        from .openapi import openapi_spec
+
+        return _json(openapi_spec(__version__))
+
     return [
-        Route("/v1/margin/keys", _admin(gw, list_keys), methods=["GET"]),
-        Route("/v1/margin/keys", _admin(gw, create_key), methods=["POST"]),
+        # One route per path (Starlette answers 405 with the Allow header of the first route matching a path).
+        Route("/v1/margin/keys", _admin(gw, keys), methods=["GET", "POST"]),
         Route("/v1/margin/keys/{key}/revoke", _admin(gw, revoke_key), methods=["POST"]),
-        Route("/v1/margin/spend", _admin(gw, spend), methods=["GET"]),
+        Route("/v1/margin/spend", _admin(gw, spend, query=("by", "since")), methods=["GET"]),
         Route("/v1/margin/budgets", _admin(gw, budgets), methods=["GET"]),
         Route("/v1/margin/breakers/reset", _admin(gw, reset_breakers), methods=["POST"]),
         Route("/v1/margin/alerts", _admin(gw, alerts), methods=["GET"]),
         Route("/v1/margin/ledger/flush", _admin(gw, flush_ledger), methods=["POST"]),
         Route("/v1/margin/cache/clear", _admin(gw, clear_cache), methods=["POST"]),
+        Route("/v1/margin/openapi.json", openapi, methods=["GET"]),  # public: it describes, it reveals nothing
     ]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -335,9 +336,10 @@ class _FastRoutes:
     the gateway's ~1 ms CPU budget per request; the three hot routes need none of it. Their handlers get the
     request headers as a plain dict (ASGI servers send lower-case names) and a body reader."""
 
-    def __init__(self, routes: dict[str, Handler], fallback: Starlette) -> None:
+    def __init__(self, routes: dict[str, Handler], fallback: Starlette, *, max_body_bytes: int) -> None:
         self.routes = routes
         self.fallback = fallback
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         handler = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -348,11 +350,21 @@ class _FastRoutes:
 
         async def read_body() -> bytes:
             chunks = []
+            size = 0
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise GatewayError("the client disconnected", status=499, error_type="client_closed_request")
-                chunks.append(message.get("body", b""))
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:  # a chunked upload without Content-Length: stop reading here
+                    raise GatewayError(
+                        f"request body larger than {self.max_body_bytes:,} bytes (gateway.max_body_bytes)",
+                        status=413,
+                        error_type="invalid_request_error",
+                        code="body_too_large",
+                    )
+                chunks.append(chunk)
                 if not message.get("more_body"):
                     return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
@@ -413,7 +425,7 @@ def create_app(gw: Gateway) -> _FastRoutes:
         gateway.metrics_open lets any scraper in (keep /metrics on an internal network then)."""
         if not gw.config.metrics_open:
             secret = request.headers.get("authorization", "")[7:].strip()
-            if gw.master_key is None or secret != gw.master_key:
+            if gw.master_key is None or not hmac.compare_digest(secret.encode(), gw.master_key.encode()):
                 return _error_response(
                     GatewayError(
                         "/metrics needs the master key as a bearer token (or gateway.metrics_open: true)",
@@ -520,4 +532,4 @@ def create_app(gw: Gateway) -> _FastRoutes:
         Route("/metrics", metrics, methods=["GET"]),
         *admin_routes(gw),
     ]
-    return _FastRoutes(proxied, Starlette(routes=routes, lifespan=lifespan))
+    return _FastRoutes(proxied, Starlette(routes=routes, lifespan=lifespan), max_body_bytes=gw.config.max_body_bytes)
