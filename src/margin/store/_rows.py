@@ -270,3 +270,33 @@ class _DecimalSum:
 
     def finalize(self) -> str:
         return str(self.total)
+
+
+def reconciled_event(res: Reservation, now: datetime) -> UsageEvent:
+    """The usage event that charges a reservation left open by a gateway that stopped: status
+    ``upstream_error``, error_type ``gateway_crash``, list = effective = reserved cost = the reserved worst case,
+    with the reservation's key, tags and model (see ``reconcile_open_reservations``)."""
+    return UsageEvent(
+        event_id=f"reconciled-{res.reservation_id}",
+        request_id=res.request_id,
+        attempt=0,
+        started_at=res.created_at,
+        finished_at=now,
+        status="upstream_error",
+        endpoint=res.endpoint or "unknown",
+        requested_model=res.model or "unknown",
+        served_model=res.model,
+        key_id=res.key_id,
+        tags=dict(res.tags),
+        usage_source="none",
+        list_cost=res.amount,
+        effective_cost=res.amount,
+        reserved_cost=res.amount,
+        reservation_id=res.reservation_id,
+        price_source="reservation",
+        error_type="gateway_crash",
+        error_message=(
+            "the gateway stopped before this request settled; charged the reserved worst case "
+            f"(reservation {res.reservation_id}, scopes {', '.join(res.scopes) or '-'})"
+        ),
+    )
