@@ -175,14 +175,16 @@ MIGRATIONS: list[Migration] = [
         BEGIN
             IF to_regclass(part_name) IS NULL THEN
                 PERFORM pg_advisory_xact_lock(1835102823, 1);  -- two processes creating the same month
-                IF to_regclass(part_name) IS NULL THEN
+                BEGIN
                     EXECUTE format(
                         'CREATE TABLE %I PARTITION OF usage_events FOR VALUES FROM (%L) TO (%L)',
                         part_name,
                         month_start AT TIME ZONE 'UTC',
                         (month_start + INTERVAL '1 month') AT TIME ZONE 'UTC'
                     );
-                END IF;
+                EXCEPTION WHEN duplicate_table THEN
+                    NULL;  -- created by the other process while this one waited (a cached catalog missed it)
+                END;
             END IF;
             RETURN part_name;
         END
