@@ -70,6 +70,8 @@ class PostgresServer:
     directory: Path
     port: int
     run_as: str | None  # a system user when the tests run as root
+    fsync: bool = False  # tests: off (a throwaway cluster); benchmarks: on, as in production
+    settings: tuple[str, ...] = ()  # more "name=value" server settings
 
     @property
     def data_dir(self) -> Path:
@@ -96,10 +98,10 @@ class PostgresServer:
         return result
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -h 127.0.0.1 -k {self.directory} -F "  # -F: no fsync, a throwaway cluster
-            "-c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB"
-        )
+        options = f"-p {self.port} -h 127.0.0.1 -k {self.directory} -c max_connections=200"
+        if not self.fsync:
+            options += " -F -c full_page_writes=off"
+        options += "".join(f" -c {setting}" for setting in self.settings or ("shared_buffers=64MB",))
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -138,7 +140,7 @@ class PostgresServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_server() -> PostgresServer:
+def start_server(*, fsync: bool = False, settings: tuple[str, ...] = ()) -> PostgresServer:
     """initdb and start a new cluster in a new temporary directory (see the module docstring)."""
     bin_dir = find_bin_dir()
     run_as = None
@@ -155,7 +157,7 @@ def start_server() -> PostgresServer:
     directory = Path(tempfile.mkdtemp(prefix="margin-pg-"))
     if run_as:
         shutil.chown(directory, user=run_as)
-    server = PostgresServer(bin_dir, directory, _free_port(), run_as)
+    server = PostgresServer(bin_dir, directory, _free_port(), run_as, fsync, settings)
     try:
         server._run(
             "initdb", "-D", str(server.data_dir), "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--locale=C",
