@@ -3,6 +3,10 @@ write events from concurrent tasks, into rollup cells the other process writes t
 
 Usage: python pg_writer_process.py URL PROCESS_NUMBER EVENTS. Prints ``ready`` once the ledger is open and
 ``done N`` after N events were acknowledged (committed).
+
+``python pg_writer_process.py URL PROCESS_NUMBER crash``: requests as the gateway makes them, forever (the test
+kills the process): each opens a reservation (prints ``R id`` once committed) and every other one settles it
+(prints ``E id`` once committed).
 """
 
 from __future__ import annotations
@@ -39,8 +43,35 @@ def make_event(process: int, number: int) -> UsageEvent:
     )
 
 
+async def requests_forever(ledger: PostgresLedger, process: int) -> None:
+    from margin.store.base import Reservation
+
+    async def one_task(task: int) -> None:
+        number = 0
+        while True:
+            rid = f"p{process}-t{task}-{number}"
+            now = datetime.now(UTC)
+            await ledger.open_reservation(
+                Reservation(
+                    reservation_id=rid, request_id=rid, scopes=("global",), amount=Decimal("0.5"), created_at=now
+                )
+            )
+            print(f"R {rid}", flush=True)
+            if number % 2 == 0:
+                event = make_event(process, number)
+                await ledger.settle(UsageEvent(**{**vars(event), "event_id": rid, "request_id": rid}), rid)
+                print(f"E {rid}", flush=True)
+            number += 1
+
+    await asyncio.gather(*(one_task(task) for task in range(8)))
+
+
 async def main() -> None:
-    url, process, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    url, process = sys.argv[1], int(sys.argv[2])
+    if sys.argv[3] == "crash":
+        await requests_forever(PostgresLedger(url), process)
+        return
+    total = int(sys.argv[3])
     ledger = PostgresLedger(url)
     print("ready", flush=True)
     numbers = iter(range(total))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -171,6 +172,48 @@ def test_nul_characters_are_stored_as_replacement_characters_not_a_failed_ledger
     (back,) = ledger_pg.events()
     assert back.requested_model == "gpt\ufffdx" and back.tags == {"team": "a\ufffdb"}
     assert ledger_pg.failed is None
+
+
+def test_kill_9_of_a_gateway_process_loses_nothing_acknowledged_and_its_reservations_are_charged(pg_database):
+    process = subprocess.Popen(
+        [sys.executable, str(WRITER), pg_database, "7", "crash"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    printed: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            printed.append(line)
+            if len(printed) >= 600:
+                break
+        process.send_signal(signal.SIGKILL)  # mid-way through some group commit, no cleanup
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    printed += rest.splitlines(keepends=True)
+    lines = [line.split() for line in printed if line.endswith("\n")]  # a cut-off last line acknowledges nothing
+    reserved = {rid for kind, rid in lines if kind == "R"}
+    settled = {rid for kind, rid in lines if kind == "E"}
+    assert len(reserved) >= 300
+    deadline = time.monotonic() + 10
+    with PostgresLedger(pg_database) as ledger:
+        charged: list = []
+        while True:  # the server ends the killed process's session (and frees its owner lock) on its own
+            charged += ledger.reconcile_open_reservations(datetime.now(UTC))
+            if not ledger.open_reservations() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert ledger.open_reservations() == []
+        events = {e.event_id: e for e in ledger.events(limit=100_000)}
+    assert settled <= set(events)  # every acknowledged settle is there
+    for rid in reserved - settled:  # every acknowledged reservation: settled after all, or charged at worst case
+        assert rid in events or events[f"reconciled-{rid}"].effective_cost == Decimal("0.5")
+    assert {e.reservation_id for e in charged}.isdisjoint(settled)  # never charged twice
 
 
 # -- the server goes away ----------------------------------------------------------------------------------------
