@@ -115,6 +115,28 @@ def test_two_processes_start_together_on_an_empty_database_and_write_the_same_ro
     assert {"usage_events_2026_11", "usage_events_2026_12"} <= months
 
 
+def test_the_rollup_migration_backfills_an_existing_ledger(pg_empty_database):
+    before = [m for m in MIGRATIONS if m[0] != "m009_rollup_hourly"]
+
+    async def write(ledger, numbers):
+        for n in numbers:
+            await ledger.write_event(event(n, finished_at=T0 + timedelta(minutes=13 * n), tags={"team": f"t{n % 3}"}))
+
+    with PostgresLedger(pg_empty_database, migrations=before) as old:
+        asyncio.run(write(old, range(200)))
+    with PostgresLedger(pg_empty_database) as upgraded:  # m009 runs now, over the 200 events already there
+        asyncio.run(write(upgraded, range(200, 300)))
+    from_events = query(
+        pg_empty_database,
+        "SELECT date_trunc('hour', finished_at, 'UTC'), tags, COUNT(*), SUM(effective_cost_nanos) FROM usage_events "
+        "GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    rolled = query(
+        pg_empty_database, "SELECT hour, tags, requests, effective_cost_nanos FROM rollup_hourly ORDER BY 1, 2"
+    )
+    assert rolled == from_events and sum(row[2] for row in rolled) == 300
+
+
 def test_overview_and_breakdowns_from_rollups_match_the_events(ledger_pg):
     async def write():
         for i in range(300):

@@ -1,6 +1,7 @@
-"""How the SQLite ledger encodes rows: column lists and statements, money as exact Decimal text plus integer
-nano-dollars, fixed-width UTC timestamps, tags as JSON, and the exact ``margin_decimal_sum`` aggregate.
-Shared by :mod:`margin.store.sqlite` and its readers; no I/O."""
+"""How the ledger encodes rows: column lists and statements, money as exact Decimal text plus integer
+nano-dollars, fixed-width UTC timestamps, tags as JSON, and SQLite's exact ``margin_decimal_sum`` aggregate.
+Shared by :mod:`margin.store.sqlite` and :mod:`margin.store.postgres` (which sends the same validated rows as
+COPY text, parsed by the server into numeric, timestamptz and jsonb); no I/O."""
 
 from __future__ import annotations
 

@@ -114,8 +114,8 @@ def default_ledger_path(config: MarginConfig | None = None) -> Path:
     location = ledger_location(config)
     if location.path is None:
         raise ConfigError(
-            f"this command reads the SQLite ledger file directly, and gateway.database is {location.describe()}; "
-            "run it against a SQLite ledger (margin --config with a file database), or export the events first"
+            f"this command reads the SQLite ledger file directly, and gateway.database is {location.describe()}: "
+            "it supports only the SQLite ledger for now (run it with a config whose gateway.database is a file)"
         )
     return location.path
 
