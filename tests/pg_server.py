@@ -38,9 +38,13 @@ class ServerUnavailable(RuntimeError):
 
 def find_bin_dir() -> Path:
     """The newest ``/usr/lib/postgresql/N/bin`` holding initdb and postgres (Debian's layout), else the directory
-    of ``initdb`` on PATH. ``MARGIN_TEST_PG_BIN`` overrides."""
+    of ``initdb`` on PATH. ``MARGIN_TEST_PG_BIN`` names the one directory to use instead."""
     override = os.environ.get("MARGIN_TEST_PG_BIN")
-    candidates = [override] if override else []
+    if override:  # only that directory
+        if (Path(override) / "initdb").exists() and (Path(override) / "postgres").exists():
+            return Path(override)
+        raise ServerUnavailable(f"MARGIN_TEST_PG_BIN={override} holds no initdb and postgres: {INSTALL_HINT}")
+    candidates: list[str] = []
 
     def version(path: str) -> tuple[int, ...]:
         found = re.search(r"/postgresql/([\d.]+)/bin", path)
@@ -51,7 +55,7 @@ def find_bin_dir() -> Path:
     if on_path:
         candidates.append(str(Path(on_path).resolve().parent))
     for candidate in candidates:
-        if candidate and (Path(candidate) / "initdb").exists() and (Path(candidate) / "postgres").exists():
+        if (Path(candidate) / "initdb").exists() and (Path(candidate) / "postgres").exists():
             return Path(candidate)
     raise ServerUnavailable(f"no PostgreSQL server binaries (initdb, postgres) found: {INSTALL_HINT}")
 
