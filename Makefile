@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	bash scripts/install-test-servers.sh  # CI only: PostgreSQL and Redis binaries for the throwaway test servers
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

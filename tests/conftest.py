@@ -17,3 +17,7 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MARGIN_HOME", str(tmp_path / "margin-home"))
     monkeypatch.delenv("MARGIN_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+# Throwaway PostgreSQL servers (tests/pg_server.py): one per session, a fresh database per test.
+from tests.pg_server import pg_database, pg_empty_database, pg_server  # noqa: E402, F401

@@ -1,8 +1,13 @@
-"""Fixtures of the ledger tests: a fresh ledger file per test, and event and key factories."""
+"""Fixtures of the ledger tests: a fresh ledger per test on each backend, and event and key factories.
+
+``ledger`` and ``open_store`` are parametrized over SQLite and PostgreSQL (a fresh database per test on the
+session's throwaway server, see tests/pg_server.py), so the contract tests run on both; ``sqlite_ledger`` is
+for the few tests of SQLite's own mechanics (WAL, pragmas, its file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -58,7 +63,60 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ledger(db_path: Path) -> Iterator[SQLiteLedger]:
+def sqlite_ledger(db_path: Path) -> Iterator[SQLiteLedger]:
     store = SQLiteLedger(db_path)
     yield store
     store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database(backend: str, db_path: Path, request: pytest.FixtureRequest) -> str:
+    """This test's ledger database: the SQLite file's path or the PostgreSQL URL."""
+    return str(db_path) if backend == "sqlite" else request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def open_store(backend: str, database: str) -> Iterator[Callable[..., Any]]:
+    """Open this test's ledger (the same database at every call, as a restarted gateway would); every ledger
+    opened is closed at the end."""
+    opened: list[Any] = []
+
+    def open_(**options: Any) -> Any:
+        if backend == "sqlite":
+            store = SQLiteLedger(database, **options)
+        else:
+            from margin.store.postgres import PostgresLedger
+
+            store = PostgresLedger(database, **options)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def ledger(open_store: Callable[..., Any]) -> Any:
+    return open_store()
+
+
+@pytest.fixture
+def count_rows(backend: str, database: str) -> Callable[..., int]:
+    """Rows of a table, counted on a connection of its own (works after the ledger is closed)."""
+
+    def count(table: str = "usage_events") -> int:
+        if backend == "sqlite":
+            with sqlite3.connect(database) as conn:
+                return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+
+    return count

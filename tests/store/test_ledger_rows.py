@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from margin.keys import hash_key
-from margin.store.base import LedgerError, LedgerStore, Reservation, SpendRow
+from margin.store.base import LedgerError, LedgerStore, MeteringLedger, Reservation, SpendRow
 from margin.store.sqlite import SQLiteLedger, default_ledger_path, from_nanos, to_nanos
 
 from .conftest import T0, event, new_key
@@ -61,6 +61,7 @@ def test_every_field_of_an_event_round_trips_exactly(ledger):
         fallback_from="gpt-4o",
         max_tokens=4096,
         reserved_cost=Decimal("1.50"),
+        prompt_hash="ab" * 32,
     )
     minimal = event(2, served_model=None, provider=None, tags={}, list_cost=Decimal(0), effective_cost=Decimal("-0"))
 
@@ -78,6 +79,27 @@ def test_every_field_of_an_event_round_trips_exactly(ledger):
     (back_minimal,) = ledger.events(request_id=minimal.request_id)
     assert back_minimal == minimal
     assert back_minimal.served_model is None and back_minimal.latency_ms is None and back_minimal.tags == {}
+
+
+def test_retained_prompts_round_trip_and_purge(ledger):
+    body = '{"messages": [{"role": "user", "content": "[REDACTED:email] asks about r\\u00e9sum\\u00e9s"}]}'
+
+    async def write():
+        for n in range(3):
+            await ledger.retain_prompt(f"req-{n}", f"hash-{n}", T0 + timedelta(days=n), "chat.completions", "m", body)
+        await ledger.retain_prompt("req-0", "other", T0, "chat.completions", "m", "{}")  # the first one stays
+        await ledger.flush()
+
+    run(write())
+    rows = ledger.retained_prompts(T0, None)
+    assert [r["request_id"] for r in rows] == ["req-0", "req-1", "req-2"]
+    assert rows[0]["prompt_hash"] == "hash-0" and rows[0]["created_at"] == T0
+    assert rows[0]["body"]["messages"][0]["content"] == "[REDACTED:email] asks about résumés"
+    assert [r["request_id"] for r in ledger.retained_prompts(T0 + timedelta(days=1), T0 + timedelta(days=2))] == [
+        "req-1"
+    ]
+    assert ledger.purge_retained_prompts(T0 + timedelta(days=1)) == 1
+    assert [r["request_id"] for r in ledger.retained_prompts()] == ["req-1", "req-2"]
 
 
 def test_times_with_any_offset_come_back_as_the_same_instant_in_utc(ledger):
@@ -176,8 +198,8 @@ def test_settle_writes_the_event_and_removes_the_reservation_in_one_transaction(
     assert [e.event_id for e in ledger.events(request_id="req-1")] == ["ev-1", "ev-3"]
 
 
-def test_a_settle_that_fails_keeps_the_reservation_open(db_path):
-    ledger = SQLiteLedger(db_path)
+def test_a_settle_that_fails_keeps_the_reservation_open(open_store):
+    ledger = open_store()
 
     async def flow():
         await ledger.write_event(event(1))
@@ -187,13 +209,13 @@ def test_a_settle_that_fails_keeps_the_reservation_open(db_path):
 
     run(flow())
     ledger.close()
-    with SQLiteLedger(db_path) as reopened:
+    with open_store() as reopened:
         assert [r.reservation_id for r in reopened.open_reservations()] == ["res-7"]
         assert len(reopened.events()) == 1
 
 
-def test_reconcile_charges_open_reservations_at_their_worst_case(db_path):
-    first = SQLiteLedger(db_path)
+def test_reconcile_charges_open_reservations_at_their_worst_case(open_store):
+    first = open_store()
 
     async def before_crash():
         await first.open_reservation(
@@ -207,7 +229,7 @@ def test_reconcile_charges_open_reservations_at_their_worst_case(db_path):
     first.close()  # stands in for a crash: the first two reservations never settled
 
     now = T0 + timedelta(hours=1)
-    with SQLiteLedger(db_path) as ledger:
+    with open_store() as ledger:
         charged = ledger.reconcile_open_reservations(now)
         assert sorted(e.request_id for e in charged) == ["req-1", "req-2"]
         assert ledger.open_reservations() == []
@@ -440,8 +462,8 @@ def test_alerts(ledger):
 # -- interface ---------------------------------------------------------------------------------------------------
 
 
-def test_sqlite_ledger_implements_the_store_protocol(ledger):
-    assert isinstance(ledger, LedgerStore)
+def test_both_ledgers_implement_the_store_protocols(ledger):
+    assert isinstance(ledger, LedgerStore) and isinstance(ledger, MeteringLedger)
     error = LedgerError("x")
     assert error.http_status == 503 and error.error_type == "ledger_unavailable"
 
@@ -455,7 +477,9 @@ def test_in_memory_databases_are_refused():
         SQLiteLedger(":memory:")
 
 
-def test_reads_use_their_own_connections_while_a_write_is_open(ledger, db_path):
+def test_reads_use_their_own_connections_while_a_write_is_open(sqlite_ledger, db_path):
+    # SQLite's own mechanics: WAL lets readers run beside another process's write lock.
+    ledger = sqlite_ledger
     run(ledger.write_event(event(1)))
     other = sqlite3.connect(db_path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock

@@ -16,27 +16,21 @@ from margin.store.sqlite import SQLiteLedger
 from .conftest import event, new_key
 
 
-def count_rows(path, table: str = "usage_events") -> int:
-    with sqlite3.connect(path) as conn:
-        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-
-
-def test_group_commit_2000_concurrent_writes(ledger, db_path):
+def test_group_commit_2000_concurrent_writes(ledger, count_rows):
     async def main():
         await asyncio.gather(*(ledger.write_event(event(i)) for i in range(2000)))
 
     asyncio.run(main())
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM usage_events").fetchone() == (2000, 2000)
+    assert count_rows() == 2000 and len({e.event_id for e in ledger.events(limit=5000)}) == 2000
     assert ledger.committed_items == 2000
     # Writers waiting together share commits: far fewer transactions than writes.
     assert ledger.commit_count <= 200, ledger.commit_count
     assert 1 < ledger.max_batch <= 256
 
 
-def test_batches_never_exceed_batch_max(db_path):
+def test_batches_never_exceed_batch_max(open_store):
     sizes: list[int] = []
-    with SQLiteLedger(db_path, batch_max=7, on_batch=lambda conn, n: sizes.append(n)) as ledger:
+    with open_store(batch_max=7, on_batch=lambda conn, n: sizes.append(n)) as ledger:
 
         async def main():
             await asyncio.gather(*(ledger.write_event(event(i)) for i in range(300)))
@@ -45,14 +39,14 @@ def test_batches_never_exceed_batch_max(db_path):
     assert sum(sizes) == 300 and max(sizes) == 7
 
 
-def test_backpressure_bounds_the_writes_in_flight_without_blocking_the_loop(db_path):
+def test_backpressure_bounds_the_writes_in_flight_without_blocking_the_loop(open_store, count_rows):
     seen: list[int] = []
 
     def slow(conn, batch_size):
         seen.append(ledger.in_flight)
         time.sleep(0.005)
 
-    ledger = SQLiteLedger(db_path, queue_size=4, on_batch=slow)
+    ledger = open_store(queue_size=4, on_batch=slow)
     ticks = 0
 
     async def heartbeat(stop: asyncio.Event):
@@ -70,16 +64,16 @@ def test_backpressure_bounds_the_writes_in_flight_without_blocking_the_loop(db_p
 
     asyncio.run(main())
     ledger.close()
-    assert count_rows(db_path) == 200
+    assert count_rows() == 200
     assert ledger.max_in_flight == 4
     assert max(seen) <= 4
     assert ledger.max_batch <= 4
     assert ticks > 20  # the event loop kept running while 196 writers waited for a slot
 
 
-def test_cancelled_waiters_give_their_slots_back(db_path):
+def test_cancelled_waiters_give_their_slots_back(open_store, count_rows):
     gate = threading.Event()
-    ledger = SQLiteLedger(db_path, queue_size=2, on_batch=lambda conn, n: gate.wait(5))
+    ledger = open_store(queue_size=2, on_batch=lambda conn, n: gate.wait(5))
 
     async def main():
         tasks = [asyncio.create_task(ledger.write_event(event(i))) for i in range(20)]
@@ -98,10 +92,10 @@ def test_cancelled_waiters_give_their_slots_back(db_path):
     assert all(r is None for r in results if not isinstance(r, BaseException))
     assert ledger.in_flight == 0
     ledger.close()
-    assert count_rows(db_path) == 10
+    assert count_rows() == 10
 
 
-def test_sync_callers_from_other_threads_share_the_writer(ledger, db_path):
+def test_sync_callers_from_other_threads_share_the_writer(ledger, count_rows):
     def create(n: int):
         ledger.create_key(new_key(f"k{n}")[1])
 
@@ -114,15 +108,15 @@ def test_sync_callers_from_other_threads_share_the_writer(ledger, db_path):
             thread.join()
 
     asyncio.run(main())
-    assert count_rows(db_path) == 500
+    assert count_rows() == 500
     assert len(ledger.list_keys()) == 8
 
 
 # -- failure ---------------------------------------------------------------------------------------------------
 
 
-def test_a_constraint_error_fails_the_batch_and_then_every_write_fast(ledger, db_path, caplog):
-    caplog.set_level(logging.ERROR, logger="margin.store.sqlite")
+def test_a_constraint_error_fails_the_batch_and_then_every_write_fast(ledger, backend, count_rows, caplog):
+    caplog.set_level(logging.ERROR, logger="margin.store")
 
     async def main():
         await ledger.write_event(event(1))
@@ -131,7 +125,12 @@ def test_a_constraint_error_fails_the_batch_and_then_every_write_fast(ledger, db
 
     (error,) = asyncio.run(main())
     assert isinstance(error, LedgerError)
-    assert isinstance(error.cause, sqlite3.IntegrityError)
+    if backend == "sqlite":
+        assert isinstance(error.cause, sqlite3.IntegrityError)
+    else:
+        import psycopg.errors
+
+        assert isinstance(error.cause, psycopg.errors.UniqueViolation)
     assert error.__cause__ is error.cause
     assert ledger.failed is not None
     assert any(record.levelno == logging.ERROR and "write failed" in record.getMessage() for record in caplog.records)
@@ -144,11 +143,11 @@ def test_a_constraint_error_fails_the_batch_and_then_every_write_fast(ledger, db
         ledger.reconcile_open_reservations(event(2).finished_at)
     assert time.perf_counter() - started < 0.5
     assert ledger.commit_count == commits
-    assert count_rows(db_path) == 1
+    assert count_rows() == 1
     assert len(ledger.events()) == 1  # reads still work: the gateway can report, not meter
 
 
-def test_every_write_of_the_failing_batch_and_queued_behind_it_gets_the_error(db_path):
+def test_every_write_of_the_failing_batch_and_queued_behind_it_gets_the_error(open_store, count_rows):
     gate = threading.Event()
     calls = 0
 
@@ -158,9 +157,9 @@ def test_every_write_of_the_failing_batch_and_queued_behind_it_gets_the_error(db
         if calls == 1:
             gate.wait(5)  # hold the first batch so that the others queue up behind it
         elif calls == 2:
-            raise sqlite3.OperationalError("disk I/O error")
+            raise OSError("disk I/O error")  # any error inside the transaction, on either backend
 
-    ledger = SQLiteLedger(db_path, batch_max=10, on_batch=hook)
+    ledger = open_store(batch_max=10, on_batch=hook)
 
     async def main():
         first = asyncio.create_task(ledger.write_event(event(0)))
@@ -176,10 +175,10 @@ def test_every_write_of_the_failing_batch_and_queued_behind_it_gets_the_error(db
     assert "disk I/O error" in str(results[1])
     assert ledger.in_flight == 0
     ledger.close()
-    assert count_rows(db_path) == 1
+    assert count_rows() == 1
 
 
-def test_a_full_disk_fails_closed(db_path):
+def test_a_full_disk_fails_closed(db_path):  # SQLite's own mechanics (its page limit)
     def cap_the_file(conn, batch_size):
         # SQLite's own page limit stands in for a full disk: the next writes that need pages get SQLITE_FULL.
         conn.execute("PRAGMA max_page_count = 1")
@@ -199,7 +198,7 @@ def test_a_full_disk_fails_closed(db_path):
     ledger.close()
 
 
-def test_a_read_only_database_fails_the_writes(db_path):
+def test_a_read_only_database_fails_the_writes(db_path):  # SQLite's own mechanics (query_only)
     def turn_read_only(conn, batch_size):
         # What a disk remounted read-only looks like to the writer: the batches after this one cannot write.
         conn.execute("PRAGMA query_only = ON")
@@ -210,14 +209,15 @@ def test_a_read_only_database_fails_the_writes(db_path):
         asyncio.run(ledger.write_event(event(2)))
     assert ledger.failed is not None
     ledger.close()
-    assert count_rows(db_path) == 1
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM usage_events").fetchone()[0] == 1
 
 
 # -- close -----------------------------------------------------------------------------------------------------
 
 
-def test_aclose_drains_every_queued_write(db_path):
-    ledger = SQLiteLedger(db_path, batch_max=8, on_batch=lambda conn, n: time.sleep(0.002))
+def test_aclose_drains_every_queued_write(open_store, count_rows):
+    ledger = open_store(batch_max=8, on_batch=lambda conn, n: time.sleep(0.002))
 
     async def main():
         tasks = [asyncio.create_task(ledger.write_event(event(i))) for i in range(300)]
@@ -233,12 +233,12 @@ def test_aclose_drains_every_queued_write(db_path):
     results = asyncio.run(main())
     assert results == [None] * 300
     ledger.close()
-    assert count_rows(db_path) == 300
-    assert ledger.closed and not ledger._thread.is_alive()
+    assert count_rows() == 300
+    assert ledger.closed and not ledger._thread.is_alive()  # the writer thread (SQLite) or the loop's (PostgreSQL)
 
 
-def test_close_from_a_thread_while_writers_wait_for_slots(db_path):
-    ledger = SQLiteLedger(db_path, queue_size=3, on_batch=lambda conn, n: time.sleep(0.001))
+def test_close_from_a_thread_while_writers_wait_for_slots(open_store, count_rows):
+    ledger = open_store(queue_size=3, on_batch=lambda conn, n: time.sleep(0.001))
 
     async def main():
         tasks = [asyncio.create_task(ledger.write_event(event(i))) for i in range(50)]
@@ -254,7 +254,7 @@ def test_close_from_a_thread_while_writers_wait_for_slots(db_path):
     refused = [r for r in results if isinstance(r, LedgerError)]
     assert len(written) + len(refused) == 50 and refused  # none hangs; the late ones are refused
     assert all("closed" in str(r) for r in refused)
-    assert count_rows(db_path) == len(written)
+    assert count_rows() == len(written)
 
 
 def test_sync_writes_refuse_to_block_an_event_loop(ledger):
@@ -268,7 +268,7 @@ def test_sync_writes_refuse_to_block_an_event_loop(ledger):
 
 
 @pytest.mark.parametrize(("mode", "level"), [("NORMAL", 1), ("FULL", 2), ("EXTRA", 3)])
-def test_synchronous_mode_is_configurable(db_path, mode, level):
+def test_synchronous_mode_is_configurable(db_path, mode, level):  # SQLite's PRAGMA synchronous
     levels: list[int] = []
     with SQLiteLedger(
         db_path,

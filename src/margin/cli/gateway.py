@@ -13,8 +13,9 @@ from rich.table import Table as RichTable
 from ..config import MarginConfig
 from ..keys import new_virtual_key
 from ..money import format_usd
-from ..store.base import VirtualKey
-from ..store.sqlite import SQLiteLedger, default_ledger_path
+from ..store.base import MeteringLedger, VirtualKey
+from ..store.location import ledger_location
+from ..store.location import open_ledger as open_ledger_at
 from ._common import err_console, out_console, print_json, state
 
 keys_app = typer.Typer(
@@ -26,14 +27,14 @@ cache_app = typer.Typer(help="The gateway's exact cache (it lives in the running
 GROUPS = ("key", "user", "team", "project", "feature", "model", "provider", "status")
 
 
-def open_ledger(config: MarginConfig) -> SQLiteLedger:
-    path = default_ledger_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteLedger(path)
+def open_ledger(config: MarginConfig) -> MeteringLedger:
+    """The ledger ``gateway.database`` names: a SQLite file (the default, ``$MARGIN_HOME/ledger.db``) or a
+    PostgreSQL URL, the same selection as ``margin serve``."""
+    return open_ledger_at(ledger_location(config))
 
 
 def create_key(
-    ledger: SQLiteLedger,
+    ledger: MeteringLedger,
     *,
     user: str | None,
     team: str | None,
@@ -208,7 +209,7 @@ def serve_command(
     out_console.rule("margin gateway")
     out_console.print(f"listening on {base}  (OpenAI: {base}/v1, Anthropic: {base})")
     out_console.print(f"models: {', '.join(sorted(gw.routes))}")
-    out_console.print(f"ledger: {default_ledger_path(config)}")
+    out_console.print(f"ledger: {gw.ledger.describe()}")
     if demo_key:
         secret, _ = create_key(
             gw.ledger, user="demo", team="demo", project="demo", tags={"environment": "dev"}, budget=None, models=()

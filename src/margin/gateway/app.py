@@ -447,7 +447,7 @@ def create_app(gw: Gateway) -> _FastRoutes:
             budgets=budgets,
             gauges=lambda: {
                 "margin_ledger_writes_in_flight": float(gw.ledger.in_flight),
-                "margin_open_reservations": float(gw.ledger.journal_open_count),
+                "margin_open_reservations": float(gw.ledger.reservations_held),
                 "margin_exact_cache_entries": float(len(gw.exact_cache)),
             },
         )

@@ -24,8 +24,8 @@ from ..policy.budgets import BudgetCounters, budget_spend, counter_name
 from ..policy.limits import RateLimiter, SpendBreaker
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..redact import RedactionRule, rules_from_config
-from ..store.base import VirtualKey
-from ..store.sqlite import SQLiteLedger, default_ledger_path
+from ..store.base import MeteringLedger, VirtualKey
+from ..store.location import ledger_location, open_ledger
 from ..tokens import encoding_for_model
 from ..usage import UsageEvent
 from .config import BudgetConfig, GatewayConfig, ModelRouteConfig, ProviderConfig
@@ -95,7 +95,7 @@ class Gateway:
     catalog: Catalog
     routes: dict[str, ModelRoute]
     providers: dict[str, Provider]
-    ledger: SQLiteLedger
+    ledger: MeteringLedger
     counters: BudgetCounters
     master_key: str | None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -204,7 +204,7 @@ def _route_overrides(models: list[ModelRouteConfig]) -> list[CustomModel]:
 
 
 def build_gateway(
-    config: MarginConfig, *, database: Path | None = None, providers: dict[str, Provider] | None = None
+    config: MarginConfig, *, database: Path | str | None = None, providers: dict[str, Provider] | None = None
 ) -> Gateway:
     """Assemble the gateway. ``providers`` replaces configured providers by name (tests inject fakes)."""
     gw = config.gateway
@@ -241,10 +241,10 @@ def build_gateway(
     }
     semantic_caches = _semantic_caches(gw)
     spans = build_emitter(gw.otel)
-    path = database or default_ledger_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ledger = SQLiteLedger(
-        path,
+    # gateway.database (or ``database``): a SQLite path / sqlite:/// URL, or postgresql://... (store/location.py).
+    # The SQLite-only options are dropped for PostgreSQL, whose reservations are committed rows.
+    ledger = open_ledger(
+        ledger_location(config, database),
         synchronous=gw.ledger_synchronous,
         reservation_journal=True,
         commit_delay_ms=gw.ledger_commit_delay_ms,

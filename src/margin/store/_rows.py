@@ -1,6 +1,7 @@
-"""How the SQLite ledger encodes rows: column lists and statements, money as exact Decimal text plus integer
-nano-dollars, fixed-width UTC timestamps, tags as JSON, and the exact ``margin_decimal_sum`` aggregate.
-Shared by :mod:`margin.store.sqlite` and its readers; no I/O."""
+"""How the ledger encodes rows: column lists and statements, money as exact Decimal text plus integer
+nano-dollars, fixed-width UTC timestamps, tags as JSON, and SQLite's exact ``margin_decimal_sum`` aggregate.
+Shared by :mod:`margin.store.sqlite` and :mod:`margin.store.postgres` (which sends the same validated rows as
+COPY text, parsed by the server into numeric, timestamptz and jsonb); no I/O."""
 
 from __future__ import annotations
 
@@ -272,3 +273,33 @@ class _DecimalSum:
 
     def finalize(self) -> str:
         return str(self.total)
+
+
+def reconciled_event(res: Reservation, now: datetime) -> UsageEvent:
+    """The usage event that charges a reservation left open by a gateway that stopped: status
+    ``upstream_error``, error_type ``gateway_crash``, list = effective = reserved cost = the reserved worst case,
+    with the reservation's key, tags and model (see ``reconcile_open_reservations``)."""
+    return UsageEvent(
+        event_id=f"reconciled-{res.reservation_id}",
+        request_id=res.request_id,
+        attempt=0,
+        started_at=res.created_at,
+        finished_at=now,
+        status="upstream_error",
+        endpoint=res.endpoint or "unknown",
+        requested_model=res.model or "unknown",
+        served_model=res.model,
+        key_id=res.key_id,
+        tags=dict(res.tags),
+        usage_source="none",
+        list_cost=res.amount,
+        effective_cost=res.amount,
+        reserved_cost=res.amount,
+        reservation_id=res.reservation_id,
+        price_source="reservation",
+        error_type="gateway_crash",
+        error_message=(
+            "the gateway stopped before this request settled; charged the reserved worst case "
+            f"(reservation {res.reservation_id}, scopes {', '.join(res.scopes) or '-'})"
+        ),
+    )

@@ -3,11 +3,16 @@
 The metering gateway writes one :class:`~margin.usage.UsageEvent` per attempt, opens a write-ahead
 :class:`Reservation` of the worst-case cost before each upstream call and settles it after, and reads spend
 back to rebuild budget counters. :class:`LedgerStore` is that contract; :class:`~margin.store.sqlite.SQLiteLedger`
-implements it on an embedded SQLite file, and a PostgreSQL store can implement it later.
+implements it on an embedded SQLite file, :class:`~margin.store.postgres.PostgresLedger` on PostgreSQL.
 
 Writes are asynchronous and return only once COMMITTED (the gateway awaits them on its event loop); reads and
 key management are synchronous (the CLI calls them; the gateway calls them off the loop, at start-up).
 Times are timezone-aware datetimes; money is Decimal USD, stored exactly.
+
+:class:`MeteringLedger` is everything else the gateway, the CLI and the insights call (reports, rollups, shared
+costs, tasks, the write path's state); :class:`~margin.store.sqlite.SQLiteLedger` and
+:class:`~margin.store.postgres.PostgresLedger` both implement it, and
+:func:`margin.store.location.open_ledger` picks one from ``gateway.database``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "Alert",
     "LedgerError",
     "LedgerStore",
+    "MeteringLedger",
     "Reservation",
     "SpendRow",
     "SyncMode",
@@ -184,3 +190,86 @@ class LedgerStore(Protocol):
     async def aclose(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class MeteringLedger(LedgerStore, Protocol):
+    """The whole ledger the gateway, the CLI and the insights use: :class:`LedgerStore` plus reports, rollups,
+    shared costs, tasks and the write path's state. Both backends implement it with the same semantics
+    (exact Decimal sums, the same orderings, LedgerError and the failed state)."""
+
+    # -- the write path's state (metrics, health) ---------------------------------------------------------------
+    @property
+    def failed(self) -> LedgerError | None:
+        """The error that put the ledger in its failed state (writes refused), or None while healthy."""
+        ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def in_flight(self) -> int:
+        """Writes queued or being committed now."""
+        ...
+
+    @property
+    def committed_items(self) -> int:
+        """Writes committed since the ledger was opened."""
+        ...
+
+    @property
+    def reservations_held(self) -> int:
+        """Reservations this process opened and has not settled yet (kept in memory: no database read)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the ledger is, for banners and logs (no password)."""
+        ...
+
+    # -- writes beyond LedgerStore ------------------------------------------------------------------------------
+    async def write_event(self, event: UsageEvent, *, wait: bool = True) -> None: ...
+
+    async def settle(self, event: UsageEvent, reservation_id: str, *, wait: bool = True) -> bool | None: ...
+
+    async def flush(self) -> None:
+        """Return once every write queued before this call is committed."""
+        ...
+
+    def set_task_outcome(
+        self, task_id: str, outcome: str, *, note: str | None = None, key_id: str | None = None
+    ) -> None: ...
+
+    def add_shared_cost(
+        self, name: str, period: str, category: str, amount: Decimal, note: str | None = None
+    ) -> None: ...
+
+    def remove_shared_cost(self, name: str, period: str) -> bool: ...
+
+    # -- reports ----------------------------------------------------------------------------------------------
+    def daily_spend(
+        self, since: datetime | None, until: datetime | None, group_by: str | None = None
+    ) -> list[tuple[str, str | None, Decimal]]: ...
+
+    def usage_by_tags(
+        self, since: datetime | None, until: datetime | None
+    ) -> list[tuple[dict[str, str], Decimal, int, int, int]]: ...
+
+    def shared_costs(self, period: str | None = None) -> list[tuple[str, str, str, Decimal, str | None]]: ...
+
+    def overview(self, since: datetime, until: datetime) -> dict[str, Any]: ...
+
+    def rollup_breakdown(self, since: datetime, until: datetime, by: str) -> list[dict[str, Any]]: ...
+
+    def hourly_spend(
+        self, since: datetime, until: datetime, group_by: str | None = None
+    ) -> list[tuple[str, str | None, Decimal, int]]: ...
+
+    def events_between(
+        self, since: datetime | None, until: datetime | None, *, limit: int = 1_000_000
+    ) -> list[UsageEvent]: ...
+
+    def task_keys(self, task_id: str) -> set[str | None]: ...
+
+    def task_costs(
+        self, since: datetime | None, until: datetime | None
+    ) -> list[tuple[str, int, Decimal, str | None]]: ...

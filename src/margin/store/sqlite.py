@@ -48,7 +48,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, get_args
 
-from ..config import MarginConfig, margin_home
+from ..config import MarginConfig
+from ..errors import ConfigError
 from ..ids import new_id
 from ..keys import hash_key
 from ..usage import UsageEvent
@@ -76,10 +77,12 @@ from ._rows import (
     _tag_path,
     _ts,
     from_nanos,
+    reconciled_event,
     to_nanos,
 )
 from .base import Alert, LedgerError, Reservation, SpendRow, SyncMode, VirtualKey
 from .journal import ReservationJournal, recover_journals
+from .location import ledger_location
 from .migrations import MIGRATIONS, Migration, apply_migrations
 
 __all__ = ["NANOS_PER_USD", "SQLiteLedger", "default_ledger_path", "from_nanos", "to_nanos"]
@@ -106,11 +109,16 @@ def _overview_row(row: Sequence[Any]) -> dict[str, Any]:
 
 
 def default_ledger_path(config: MarginConfig | None = None) -> Path:
-    """Where the ledger lives: ``gateway.database`` from the config, else ``$MARGIN_HOME/ledger.db`` (see
-    :func:`margin.config.margin_home`)."""
-    if config is not None and config.gateway.database:
-        return Path(config.gateway.database)
-    return margin_home(config) / "ledger.db"
+    """Where the SQLite ledger file is: ``gateway.database`` from the config (a path or ``sqlite:///PATH``), else
+    ``$MARGIN_HOME/ledger.db`` (see :func:`margin.config.margin_home`). ConfigError when ``gateway.database``
+    is a PostgreSQL URL: the caller reads the SQLite file itself (open_ledger serves both backends)."""
+    location = ledger_location(config)
+    if location.path is None:
+        raise ConfigError(
+            f"this command reads the SQLite ledger file directly, and gateway.database is {location.describe()}: "
+            "it supports only the SQLite ledger for now (run it with a config whose gateway.database is a file)"
+        )
+    return location.path
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -288,6 +296,14 @@ class SQLiteLedger:
     def journal_open_count(self) -> int:
         """Reservations open in this process's journal (in memory: no database read)."""
         return len(self._journal.open_reservations()) if self._journal is not None else 0
+
+    @property
+    def reservations_held(self) -> int:
+        """Reservations this process holds open in its journal (0 without one: they are then ledger rows)."""
+        return self.journal_open_count
+
+    def describe(self) -> str:
+        return str(self.path)
 
     def _check_usable(self) -> None:
         if self._failure is not None:
@@ -975,30 +991,7 @@ class SQLiteLedger:
             reservations = [_reservation_from_row(row) for row in conn.execute(sql, params).fetchall()]
             events = []
             for res in reservations:
-                event = UsageEvent(
-                    event_id=f"reconciled-{res.reservation_id}",
-                    request_id=res.request_id,
-                    attempt=0,
-                    started_at=res.created_at,
-                    finished_at=datetime.fromisoformat(stamp),
-                    status="upstream_error",
-                    endpoint=res.endpoint or "unknown",
-                    requested_model=res.model or "unknown",
-                    served_model=res.model,
-                    key_id=res.key_id,
-                    tags=dict(res.tags),
-                    usage_source="none",
-                    list_cost=res.amount,
-                    effective_cost=res.amount,
-                    reserved_cost=res.amount,
-                    reservation_id=res.reservation_id,
-                    price_source="reservation",
-                    error_type="gateway_crash",
-                    error_message=(
-                        "the gateway stopped before this request settled; charged the reserved worst case "
-                        f"(reservation {res.reservation_id}, scopes {', '.join(res.scopes) or '-'})"
-                    ),
-                )
+                event = reconciled_event(res, datetime.fromisoformat(stamp))
                 conn.execute(_INSERT_EVENT, _event_row(event))
                 conn.execute("DELETE FROM reservations WHERE reservation_id = ?", (res.reservation_id,))
                 events.append(event)
