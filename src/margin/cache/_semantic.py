@@ -53,11 +53,21 @@ from ._embed import CacheError, Embedder
 from ._index import DEFAULT_HNSW_THRESHOLD, HnswDtype, VectorIndex
 from ._verify import Verdict, content_changes, verify
 
-__all__ = ["DEFAULT_SWAP_SIMILARITY", "DEFAULT_THRESHOLD", "DEFAULT_TOP_K", "Hit", "Lookup", "Refusal", "SemanticCache"]
+__all__ = [
+    "DEFAULT_EDIT_THRESHOLD",
+    "DEFAULT_SWAP_SIMILARITY",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_TOP_K",
+    "Hit",
+    "Lookup",
+    "Refusal",
+    "SemanticCache",
+]
 
 # Chosen on margin's tuning pairs by bench/cache (highest recall at <= 1% wrong hits there); measured on the
 # held-out pairs in bench/cache/README.md and docs/savings.md.
-DEFAULT_THRESHOLD = 0.89
+DEFAULT_THRESHOLD = 0.76
+DEFAULT_EDIT_THRESHOLD = 0.91
 DEFAULT_TOP_K = 3
 DEFAULT_SWAP_SIMILARITY = 0.55
 DEFAULT_TTL_SECONDS = 24 * 3600.0
@@ -135,6 +145,7 @@ class SemanticCache:
         embedder: Embedder,
         *,
         threshold: float = DEFAULT_THRESHOLD,
+        edit_threshold: float = DEFAULT_EDIT_THRESHOLD,
         top_k: int = DEFAULT_TOP_K,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         ttl_seconds: float | None = DEFAULT_TTL_SECONDS,
@@ -147,14 +158,16 @@ class SemanticCache:
         embed_memo: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not -1.0 <= threshold <= 1.0:
-            raise CacheError(f"threshold must be a cosine similarity in [-1, 1], not {threshold}")
+        for name, value in (("threshold", threshold), ("edit_threshold", edit_threshold)):
+            if not -1.0 <= value <= 1.0:
+                raise CacheError(f"{name} must be a cosine similarity in [-1, 1], not {value}")
         if top_k < 1 or max_entries < 1:
             raise CacheError("top_k and max_entries must be >= 1")
         if ttl_seconds is not None and ttl_seconds <= 0:
             raise CacheError("ttl_seconds must be positive (or None for no expiry)")
         self.embedder = embedder
         self.threshold = threshold
+        self.edit_threshold = edit_threshold
         self.top_k = top_k
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
@@ -233,12 +246,15 @@ class SemanticCache:
         """Why the candidate may not be served, or None when it may."""
         if sim < threshold:
             return Refusal(entry_id, sim, "threshold", f"{sim:.4f} < {threshold:.4f}", cached_text)
+        changes = content_changes(text, cached_text)
+        if changes is not None and sim < self.edit_threshold:
+            detail = f"minimal edit: {sim:.4f} < {self.edit_threshold:.4f}"
+            return Refusal(entry_id, sim, "threshold", detail, cached_text)
         if self.verifier is not None:
             verdict = self.verifier(text, cached_text)
             if not verdict.ok:
                 return Refusal(entry_id, sim, verdict.reason or "custom", verdict.detail, cached_text)
         if self.swap_similarity is not None:
-            changes = content_changes(text, cached_text)
             if changes is not None and changes[0] and changes[1]:
                 score, detail = changed_words_score(*changes, self._embed)
                 if score < self.swap_similarity:

@@ -144,6 +144,10 @@ _NEGATORS = frozenset(
         "не", "нет", "никогда", "без", "ни", "ничего", "никто",
     }
 )  # fmt: skip
+# Phrases that negate what follows ("foods to steer clear of" = "foods not to eat").
+_NEGATING_PHRASES = re.compile(
+    r"\b(?:steer\s+clear|stay\s+away|keep\s+away|refrain|abstain|cut\s+out|give\s+up|stop\s+(?:eating|drinking|taking|using))\b"
+)
 # Scripts without spaces: counted as substrings.
 _CJK_NEGATORS = ("不", "没", "沒", "别", "別", "无", "無", "未", "ない", "ません", "なかった", "않", "못", "없")
 
@@ -188,7 +192,8 @@ _ANTONYMS = (
     ("arrivals", "departures"), ("morning", "evening"), ("sunrise", "sunset"), ("summer", "winter"),
     ("wet", "dry"), ("hard", "soft"), ("thick", "thin"), ("heavy", "light"), ("tight", "loose"),
     ("strong", "weak"), ("rich", "poor"), ("same", "different"), ("similar", "different"),
-    ("encode", "decode"), ("serialize", "deserialize"), ("activate", "deactivate"), ("zip", "unzip"),
+    ("pay", "request"), ("send", "request"), ("give", "take"), ("lend", "borrow"), ("encode", "decode"),
+    ("serialize", "deserialize"), ("activate", "deactivate"), ("zip", "unzip"),
 )  # fmt: skip
 _ANTONYM_OF: dict[str, frozenset[str]] = {}
 for _a, _b in _ANTONYMS:
@@ -496,7 +501,7 @@ def features(text: str) -> Features:
         else:
             strong.add(lw)
 
-    negations = sum(1 for w in alpha if w in _NEGATORS) + lower.count("n't")
+    negations = sum(1 for w in alpha if w in _NEGATORS) + lower.count("n't") + len(_NEGATING_PHRASES.findall(lower))
     if not lower.isascii():
         negations += sum(lower.count(piece) for piece in _CJK_NEGATORS)
     scope = {_SCOPE[w] for w in words & _SCOPE_KEYS}
