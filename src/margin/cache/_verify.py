@@ -832,10 +832,12 @@ _HARMLESS = frozenset(
     """a an the this that these those i me my mine we us our you your yours it its it's there here please
     thanks thank hi hello hey just so ok okay kindly actually currently really still even again anyway
     do does did can could would is are am be been being s re ve d of some any at on in whats have has
-    get got to now for about i'm i've i'd you're we're they're that's there's what's let's""".split()
+    get got to now for about will going gonna shall i'm i've i'd you're we're they're that's there's what's
+    let's""".split()
 )
 
 
+@lru_cache(maxsize=8192)
 def _small_word_counts(text: str) -> Counter[str]:
     lower = features(text).lower.replace("’", "'")
     lower = _HOW_TO.sub(" howto ", lower)

@@ -56,7 +56,7 @@ class SemanticPolicy(_Strict):
     near-miss answer is acceptable."""
 
     enabled: bool = True
-    threshold: float = Field(default=0.76, ge=-1, le=1)
+    threshold: float = Field(default=0.94, ge=-1, le=1)
     max_entries: int = Field(default=100_000, gt=0)
 
 
