@@ -7,6 +7,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from margin.cache import CacheError, SemanticCache
 
@@ -217,3 +219,42 @@ def test_concurrent_use() -> None:
     assert len(cache) <= 200
     stats = cache.stats()
     assert stats["lookups"] == 8 * 200 == stats["hits"] + stats["misses"]
+
+
+def test_a_minimal_edit_must_reach_the_edit_threshold() -> None:
+    v = unit("q")
+    edit = "How do I reset my PIN?"  # one content word changed: judged by edit_threshold
+    reworded = "I forgot my password, how can I get a new one?"  # a rewording: judged by threshold
+    cache, _, _ = make({Q: v, edit: near(v, 0.93, "e"), reworded: near(v, 0.93, "r")}, edit_threshold=0.95)
+    cache.store("global", "fp", Q, b"x")
+    refused = cache.lookup_detailed("global", "fp", edit)
+    assert refused.hit is None
+    assert refused.refusals[0].reason == "threshold" and "minimal edit" in (refused.refusals[0].detail or "")
+    assert cache.lookup("global", "fp", reworded) is not None
+    lenient, _, _ = make({Q: v, P: near(v, 0.93, "p")}, edit_threshold=0.9)
+    lenient.store("global", "fp", Q, b"x")
+    assert lenient.lookup("global", "fp", P) is not None  # P is a minimal edit of Q, above 0.9
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=0.9, max_value=0.999), st.booleans()),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_learned_entry_threshold_only_tightens(reports: list[tuple[float, bool]]) -> None:
+    """Whatever feedback arrives, an entry's own threshold never falls below the cache's, never falls at all,
+    and a query reported wrong at similarity s is not served again at s."""
+    cache, _, _ = make(max_wrong_reports=len(reports) + 1)
+    entry = cache.store("global", "fp", Q, b"x", vector=unit("q"))
+    previous = cache.entry_threshold(entry)
+    for sim, correct in reports:
+        cache.report(entry, correct=correct, similarity=sim)
+        now = cache.entry_threshold(entry)
+        assert now is not None and previous is not None
+        assert now >= previous >= cache.threshold
+        if not correct:
+            assert now > sim or now == 1.0
+        previous = now

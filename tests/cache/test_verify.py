@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from margin.cache import verify
-from margin.cache._verify import content_changes, features
+from margin.cache._verify import content_changes, features, synonyms
 
 REFUSED = {
     "number": [
@@ -55,8 +55,41 @@ REFUSED = {
         ("Show me my last order", "Show me my first order"),
         ("Which plans include more than 10GB?", "Which plans include less than 10GB?"),
         ("Notify me about every login", "Notify me only about suspicious logins"),
+        ("Are there any seats left?", "Are there many seats left?"),
+    ],
+    # added with margin's second tuning set (bench/cache/data/written): one test per new rule
+    "comparative": [
+        ("Why is my heart rate higher at night?", "Why is my heart rate lower at night?"),
+        ("Which planet is closest to the sun?", "Which planet is furthest from the sun?"),
+        ("Is it warmer in Madrid than in Lisbon?", "Is it colder in Madrid than in Lisbon?"),
+    ],
+    "unit": [
+        ("How heavy is the package in kg?", "How heavy is the package in pounds?"),
+        ("What is the exchange rate from euros to dollars?", "What is the exchange rate from euros to yen?"),
+    ],
+    "order": [
+        ("Is Mars bigger than Earth?", "Is Earth bigger than Mars?"),
+        ("Can a guest invite a member?", "Can a member invite a guest?"),
+        ("How long is the flight from London to Berlin?", "How long is the flight from Berlin to London?"),
+        ("How do I merge main into my feature branch?", "How do I merge my feature branch into main?"),
+    ],
+    "tense": [
+        ("Does the app support offline mode?", "Will the app support offline mode?"),
+        ("Did the bank approve my loan?", "Will the bank approve my loan?"),
+    ],
+    "wording": [
+        ("Where is my order?", "When is my order?"),
+        ("Which products qualify for free shipping?", "Which products come from free shipping?"),
     ],
 }
+REFUSED["negation"] += [
+    ("How do I zip a folder?", "How do I unzip a folder?"),
+    ("How do I serialize an object?", "How do I deserialize an object?"),
+    ("Are dividends taxable?", "Are dividends tax-free?"),
+    ("What should I eat before a marathon?", "What foods should I steer clear of before a marathon?"),
+    ("How do I pay a friend on Venmo?", "How do I request money from a friend on Venmo?"),
+    ("How do I push changes to the remote?", "How do I pull changes from the remote?"),
+]
 
 ACCEPTED = [
     ("How do I reset my password?", "What's the way to reset my password?"),
@@ -72,6 +105,20 @@ ACCEPTED = [
     ("How do I back up my iPhone?", "What's the best way to back up an iPhone?"),
     ("Refund for order #123 please", "Please refund order #123"),
     ("what are your opening hours?", "What are your opening hours?"),
+    # the new rules' matching paraphrases
+    ("Does the buyer or seller pay stamp duty?", "Does the seller or buyer pay stamp duty?"),
+    ("What's the difference between let and const?", "How is const different from let?"),
+    ("How do I sort a list in Python?", "What's the way to sort a Python list?"),
+    ("How long does a refund take?", "When will I get my refund back on my card?"),
+    ("Are there any seats left?", "Are there seats left?"),
+    ("Where can I find the Wi-Fi password?", "Where can I find the WiFi password?"),
+    ("¿Hacen envíos a México?", "¿hacen envíos a mexico?"),
+    ("What are the symptoms of a UTI?", "What are the symptoms of a urinary tract infection?"),
+    ("How can I speed up my laptop?", "How can I make my laptop faster?"),
+    ("Are pets allowed in the apartment?", "Are pets allowed in the apartment at all?"),
+    ("Is it going to rain tomorrow?", "Will there be rain tomorrow?"),
+    ("Can I change my delivery address?", "Is it possible to change my delivery address?"),
+    ("Is the pasta gluten free?", "Is the pasta gluten-free?"),
 ]
 
 
@@ -115,6 +162,22 @@ def test_content_changes_finds_one_word_swaps_only() -> None:
     assert content_changes("How do I merge two PDF files?", "What's an easy way to combine two PDFs into one?") is None
 
 
+def test_synonyms_and_spellings_are_no_swap() -> None:
+    assert content_changes("How do I see my order history?", "How do I view my order history?") == ((), ())
+    assert content_changes("Can I pay by cheque?", "Can I pay by check?") == ((), ())
+    assert content_changes("How do I organise my files?", "How do I organize my files?") == ((), ())
+    assert synonyms("colour", "color") and synonyms("booking", "schedule")
+    assert synonyms("book", "schedule") and not synonyms("train", "bus")
+
+
+@settings(deadline=None)
+@given(st.lists(st.sampled_from("the cat dog sees a big small from to house".split()), min_size=2, max_size=8))
+def test_order_check_never_refuses_the_same_sentence(words: list[str]) -> None:
+    text = " ".join(words)
+    assert verify(text, text).ok
+    assert verify(text + "?", text).ok
+
+
 def test_is_fast() -> None:
     stored = [f"What is the fee for order {i} on my Visa card?" for i in range(500)]
     for s in stored:
@@ -124,4 +187,4 @@ def test_is_fast() -> None:
     for q, s in zip(queries, stored, strict=True):
         verify(q, s)
     per_pair = (time.perf_counter() - t0) / len(queries)
-    assert per_pair < 500e-6  # typically ~35 µs; loose for a shared CI machine
+    assert per_pair < 2e-3  # typically ~100-250 µs (a fresh query: its features are computed); loose for CI

@@ -26,6 +26,7 @@ _LAZY = {
     "MiniLMEmbedder": "._embed",
     "normalize_rows": "._embed",
     "VectorIndex": "._index",
+    "DEFAULT_EDIT_THRESHOLD": "._semantic",
     "DEFAULT_SWAP_SIMILARITY": "._semantic",
     "DEFAULT_THRESHOLD": "._semantic",
     "DEFAULT_TOP_K": "._semantic",
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from ._embed import CacheError, Embedder, MiniLMEmbedder, normalize_rows
     from ._index import VectorIndex
     from ._semantic import (
+        DEFAULT_EDIT_THRESHOLD,
         DEFAULT_SWAP_SIMILARITY,
         DEFAULT_THRESHOLD,
         DEFAULT_TOP_K,
@@ -66,6 +68,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_EDIT_THRESHOLD",
     "DEFAULT_SWAP_SIMILARITY",
     "DEFAULT_THRESHOLD",
     "DEFAULT_TOP_K",

@@ -10,27 +10,35 @@ A lookup, in order:
 1. the same text already stored in the partition: a hit at similarity 1.0, without embedding;
 2. otherwise the text is embedded and the ``top_k`` nearest entries of the partition are taken, most
    similar first; a candidate is refused when its similarity is below its threshold (the cache's
-   ``threshold``, or a higher one the entry learned, below), then when the verification gate
-   (:func:`margin.cache.verify`) finds a differing number, date, name, negation or scope word, then when
-   the two texts differ by one swapped content word each and the embedder puts those two words further
-   apart than ``swap_similarity`` ("open"/"shut", "train"/"bus"; "price"/"cost" passes); the first
-   candidate that passes all three is the hit. Every refusal is recorded with its reason
-   (``lookup_detailed`` returns them; ``stats`` counts them).
+   ``threshold``, or a higher one the entry learned, below), or below ``edit_threshold`` when the two texts
+   are a minimal edit of each other (at most one content word changed on each side: where one changed word
+   can flip the question), then when the verification gate (:func:`margin.cache.verify`) finds a differing
+   number, date, name, negation, scope, comparison, unit, word order, tense or question word, then when the
+   two texts differ by one swapped content word each and the embedder puts those two words further apart
+   than ``swap_similarity`` ("open"/"shut", "train"/"bus"; "price"/"cost" passes); the first candidate that
+   passes is the hit. Every refusal is recorded with its reason (``lookup_detailed`` returns them; ``stats``
+   counts them).
 
-Defaults (``threshold`` 0.89, ``swap_similarity`` 0.55, ``top_k`` 3) were chosen on margin's tuning pairs
-for all-MiniLM-L6-v2 int8 (``bench/cache``); another embedder needs its own. On fow-cache's held-out
-question pairs they serve 45% of true paraphrases at 3.3% wrong hits: short of the 1% goal (see
-docs/savings.md for the trade-off table and how to watch it).
+Defaults (``threshold`` 0.94, ``edit_threshold`` 0.94, ``swap_similarity`` 0.50, ``top_k`` 3) are for
+all-MiniLM-L6-v2 int8; another embedder needs its own run of ``bench/cache``. They sit on the strict side:
+on fow-cache's held-out question pairs they serve 27% of true paraphrases at 0.0% wrong hits (0/301), and
+the policies chosen for more recall on margin's own pairs served 33-48% at 1.7-7.3% wrong hits there
+(bench/cache/README.md, docs/savings.md). ``threshold=0.84, edit_threshold=0.95`` is the best-recall policy
+whose wrong-hit rate on margin's 537 own traps is below 1% with 95% confidence.
 
 Entries expire ``ttl_seconds`` after they were stored (a hit does not extend that: an answer ages
 whether or not it is served), and the least recently used entry is evicted when a store would exceed
 ``max_entries``.
 
-Per-entry thresholds (a simple form of vCache's idea): ``report(hit, correct=False)`` says a served hit
-was wrong, and that entry's own threshold rises to just above the similarity of the hit
+Per-entry thresholds (a simple, tighten-only form of vCache's idea): ``report(hit, correct=False)`` says
+a served hit was wrong, and that entry's own threshold rises to just above the similarity of the hit
 (``similarity + adapt_margin``), so the same query, and anything less similar, is no longer served from
 it; an entry reported wrong ``max_wrong_reports`` times, or wrong on an exact-text hit, is dropped.
-``correct=True`` is counted only: thresholds never fall below the cache's ``threshold``.
+``correct=True`` is counted only: thresholds never fall below the cache's ``threshold``. In the gateway
+the reports come from ``POST /v1/margin/feedback``. vCache proper also *lowers* an entry's threshold from
+observed correct hits at lower similarities; that needs labelled outcomes below the threshold (a sample
+of misses answered by the model and compared with the cached answer), which margin does not collect yet,
+and its effect could not be measured on the pair benchmarks (one lookup per entry), so it is not done.
 
 In memory, synchronous, safe to call from several threads (one lock around the state; embedding runs
 outside it). Payloads are opaque (bytes, a dict, ...) and returned as stored: do not mutate them.
@@ -53,13 +61,23 @@ from ._embed import CacheError, Embedder
 from ._index import DEFAULT_HNSW_THRESHOLD, HnswDtype, VectorIndex
 from ._verify import Verdict, content_changes, verify
 
-__all__ = ["DEFAULT_SWAP_SIMILARITY", "DEFAULT_THRESHOLD", "DEFAULT_TOP_K", "Hit", "Lookup", "Refusal", "SemanticCache"]
+__all__ = [
+    "DEFAULT_EDIT_THRESHOLD",
+    "DEFAULT_SWAP_SIMILARITY",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_TOP_K",
+    "Hit",
+    "Lookup",
+    "Refusal",
+    "SemanticCache",
+]
 
 # Chosen on margin's tuning pairs by bench/cache (highest recall at <= 1% wrong hits there); measured on the
 # held-out pairs in bench/cache/README.md and docs/savings.md.
-DEFAULT_THRESHOLD = 0.89
+DEFAULT_THRESHOLD = 0.94
+DEFAULT_EDIT_THRESHOLD = 0.94
 DEFAULT_TOP_K = 3
-DEFAULT_SWAP_SIMILARITY = 0.55
+DEFAULT_SWAP_SIMILARITY = 0.50
 DEFAULT_TTL_SECONDS = 24 * 3600.0
 DEFAULT_MAX_ENTRIES = 100_000
 
@@ -135,6 +153,7 @@ class SemanticCache:
         embedder: Embedder,
         *,
         threshold: float = DEFAULT_THRESHOLD,
+        edit_threshold: float = DEFAULT_EDIT_THRESHOLD,
         top_k: int = DEFAULT_TOP_K,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         ttl_seconds: float | None = DEFAULT_TTL_SECONDS,
@@ -147,14 +166,16 @@ class SemanticCache:
         embed_memo: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not -1.0 <= threshold <= 1.0:
-            raise CacheError(f"threshold must be a cosine similarity in [-1, 1], not {threshold}")
+        for name, value in (("threshold", threshold), ("edit_threshold", edit_threshold)):
+            if not -1.0 <= value <= 1.0:
+                raise CacheError(f"{name} must be a cosine similarity in [-1, 1], not {value}")
         if top_k < 1 or max_entries < 1:
             raise CacheError("top_k and max_entries must be >= 1")
         if ttl_seconds is not None and ttl_seconds <= 0:
             raise CacheError("ttl_seconds must be positive (or None for no expiry)")
         self.embedder = embedder
         self.threshold = threshold
+        self.edit_threshold = edit_threshold
         self.top_k = top_k
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
@@ -233,12 +254,15 @@ class SemanticCache:
         """Why the candidate may not be served, or None when it may."""
         if sim < threshold:
             return Refusal(entry_id, sim, "threshold", f"{sim:.4f} < {threshold:.4f}", cached_text)
+        changes = content_changes(text, cached_text)
+        if changes is not None and sim < self.edit_threshold:
+            detail = f"minimal edit: {sim:.4f} < {self.edit_threshold:.4f}"
+            return Refusal(entry_id, sim, "threshold", detail, cached_text)
         if self.verifier is not None:
             verdict = self.verifier(text, cached_text)
             if not verdict.ok:
                 return Refusal(entry_id, sim, verdict.reason or "custom", verdict.detail, cached_text)
         if self.swap_similarity is not None:
-            changes = content_changes(text, cached_text)
             if changes is not None and changes[0] and changes[1]:
                 score, detail = changed_words_score(*changes, self._embed)
                 if score < self.swap_similarity:

@@ -17,7 +17,22 @@ explicit features of the two texts and refuses when any of these differ:
   Portuguese, Italian, Dutch, Russian, Chinese, Japanese, Korean), counted; a small list of English
   antonym pairs (open/closed, enable/disable, include/exclude, ...) and un-/in-/dis- prefixes (safe/unsafe).
 * ``scope``: quantifiers and comparison words (all/every/each/only/first/last/next/more/less/before/
-  after/within/most/least/than/best/cheapest/...), as a set ("the best way to" does not count).
+  after/within/most/least/than/best/cheapest/...), as a set ("the best way to" does not count); and
+  any/many/some/few/no when both texts have one and they differ.
+* ``comparative``: comparatives and superlatives by polarity (higher/lower, closest/furthest,
+  ascending/descending, ...) when both texts have one and they differ.
+* ``unit``: unit and currency names without a number ("in kg" / "in pounds", "dollars" / "euros").
+
+Between *minimal edits* (at most one content word changed on each side, see :func:`content_changes`),
+where the embedder cannot tell a harmless edit from a changed question, three more:
+
+* ``order``: the same words with two of them swapped around a role ("from London to Paris" / "from Paris
+  to London", "Can a guest invite a member?" / "Can a member invite a guest?"), unless only "and"/"or"
+  separates them or the question is symmetric ("difference between X and Y").
+* ``tense``: did/had/used to vs will/going to/'ll ("Does the app support X?" / "Will the app support X?").
+* ``wording``: one or two small words added, dropped or swapped that may change the question ("from" /
+  "for", "what" / "why", "with"): articles, pronouns, politeness and openings that ask the same thing
+  ("How do I" = "What's the way to" = "How can I") are ignored.
 
 Pure Python, no model: features of a text are computed once and memoized (a stored entry's text is
 verified against many queries); a pair costs about 50 µs at the median when the query is new (measured in
@@ -25,17 +40,20 @@ verified against many queries); a pair costs about 50 µs at the median when the
 (paraphrases that happen to differ in one of these words), also measured there.
 
 :func:`content_changes` finds the one-word swaps ("open"/"shut") that the lists cannot judge;
-``SemanticCache`` settles those with its embedder.
+``SemanticCache`` settles those with its embedder, after :func:`synonyms` (spelling variants, inflections
+and a short list of common synonym groups) has taken out the harmless ones.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["Features", "Verdict", "content_changes", "features", "verify"]
+__all__ = ["Features", "Verdict", "content_changes", "features", "synonyms", "verify"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +144,10 @@ _NEGATORS = frozenset(
         "не", "нет", "никогда", "без", "ни", "ничего", "никто",
     }
 )  # fmt: skip
+# Phrases that negate what follows ("foods to steer clear of" = "foods not to eat").
+_NEGATING_PHRASES = re.compile(
+    r"\b(?:steer\s+clear|stay\s+away|keep\s+away|refrain|abstain|cut\s+out|give\s+up|stop\s+(?:eating|drinking|taking|using))\b"
+)
 # Scripts without spaces: counted as substrings.
 _CJK_NEGATORS = ("不", "没", "沒", "别", "別", "无", "無", "未", "ない", "ません", "なかった", "않", "못", "없")
 
@@ -151,6 +173,27 @@ _ANTONYMS = (
     ("agree", "disagree"), ("good", "bad"), ("better", "worse"), ("best", "worst"), ("valid", "expired"),
     ("top", "bottom"), ("positive", "negative"), ("like", "dislike"), ("wet", "dry"), ("full", "empty"),
     ("free", "paid"),
+    # added after the first tuning round on bench/cache/data/written (tuning split only)
+    ("push", "pull"), ("show", "hide"), ("shown", "hidden"), ("visible", "hidden"), ("slow", "quick"),
+    ("slowly", "quickly"), ("slowly", "fast"), ("safe", "poisonous"), ("safe", "toxic"), ("safe", "harmful"),
+    ("deposit", "cash"), ("hire", "fire"), ("heat", "cool"), ("heated", "cooled"), ("plant", "lift"),
+    ("follow", "unfollow"), ("block", "allow"), ("block", "enable"), ("connect", "disconnect"),
+    ("accept", "refuse"), ("approve", "reject"), ("approve", "deny"), ("win", "lost"), ("won", "lost"),
+    ("gain", "lose"), ("gain", "loss"), ("profit", "loss"), ("asset", "liability"), ("import", "export"),
+    ("upload", "download"), ("install", "uninstall"), ("attach", "detach"), ("mount", "unmount"),
+    ("advantages", "disadvantages"), ("advantages", "downsides"), ("pros", "cons"), ("benefits", "risks"),
+    ("rise", "fall"), ("rising", "falling"), ("rose", "fell"), ("up", "down"), ("ascending", "descending"),
+    ("light", "dark"), ("lighter", "darker"), ("wide", "narrow"),
+    ("inside", "outside"), ("indoors", "outdoors"),
+    ("input", "output"), ("buyer", "seller"), ("landlord", "tenant"), ("employer", "employee"),
+    ("borrow", "lend"), ("lender", "borrower"), ("teacher", "student"), ("parent", "child"),
+    ("sender", "recipient"), ("debtor", "creditor"), ("host", "guest"), ("client", "server"),
+    ("mute", "unmute"), ("pin", "unpin"), ("archive", "unarchive"), ("freeze", "unfreeze"),
+    ("arrivals", "departures"), ("morning", "evening"), ("sunrise", "sunset"), ("summer", "winter"),
+    ("wet", "dry"), ("hard", "soft"), ("thick", "thin"), ("heavy", "light"), ("tight", "loose"),
+    ("strong", "weak"), ("rich", "poor"), ("same", "different"), ("similar", "different"),
+    ("pay", "request"), ("send", "request"), ("give", "take"), ("lend", "borrow"), ("encode", "decode"),
+    ("serialize", "deserialize"), ("activate", "deactivate"), ("zip", "unzip"),
 )  # fmt: skip
 _ANTONYM_OF: dict[str, frozenset[str]] = {}
 for _a, _b in _ANTONYMS:
@@ -160,6 +203,8 @@ for _a, _b in _ANTONYMS:
 # words (more/less, first/last, before/after, ...) are scope words, compared as a set below.
 _PHRASAL = re.compile(r"\b(log|sign|opt|check|turn|switch|clock|check)\s+(in|on|out|off)\b")
 _PHRASAL_NORM = {"switch": "turn", "clock": "check"}
+_SUFFIX_PAIRS = {"free": "able", "less": "ful"}
+_FREE_COMPOUND = re.compile(r"\b([^\W\d_]{3,}?)-?(free|less)\b")
 _NEG_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "non-", "mis")
 
 _SCOPE = {
@@ -211,6 +256,73 @@ _FUNCTION_WORDS = frozenset(
     okay hi hello hey thanks thank yes sure well still really actually currently now""".split()
 )
 
+# Unit and currency names mentioned without a number ("in kg" vs "in pounds"): compared as a set when both
+# texts name one. Only unambiguous names (not "m", "s", "pound" the verb is rare enough next to units).
+_UNIT_NAMES = {
+    "dollar": "usd", "dollars": "usd", "usd": "usd", "euro": "eur", "euros": "eur", "eur": "eur",
+    "pound": "pound", "pounds": "pound", "gbp": "pound", "sterling": "pound", "yen": "yen", "jpy": "yen",
+    "rupee": "inr", "rupees": "inr", "franc": "chf", "francs": "chf", "yuan": "cny", "renminbi": "cny",
+    "kg": "kg", "kilo": "kg", "kilos": "kg", "kilogram": "kg", "kilograms": "kg", "lb": "pound", "lbs": "pound",
+    "gram": "g", "grams": "g", "ounce": "oz", "ounces": "oz", "oz": "oz", "stone": "stone",
+    "km": "km", "kilometer": "km", "kilometers": "km", "kilometre": "km", "kilometres": "km", "mile": "mile",
+    "miles": "mile", "mph": "mph", "kph": "kmh", "kmh": "kmh", "meter": "m", "meters": "m", "metre": "m",
+    "metres": "m", "cm": "cm", "centimeters": "cm", "centimetres": "cm", "inch": "inch", "inches": "inch",
+    "foot": "ft", "feet": "ft", "yard": "yard", "yards": "yard",
+    "liter": "l", "liters": "l", "litre": "l", "litres": "l", "ml": "ml", "millilitres": "ml",
+    "milliliters": "ml", "gallon": "gallon", "gallons": "gallon", "quart": "quart", "quarts": "quart",
+    "pint": "pint", "pints": "pint", "cup": "cup", "cups": "cup", "tablespoon": "tbsp", "tablespoons": "tbsp",
+    "tbsp": "tbsp", "teaspoon": "tsp", "teaspoons": "tsp", "tsp": "tsp",
+    "celsius": "degc", "centigrade": "degc", "fahrenheit": "degf", "kelvin": "kelvin",
+    "millisecond": "ms", "milliseconds": "ms", "microseconds": "us", "nanoseconds": "ns",
+    "mmol": "mmol", "mg": "mg", "dl": "dl", "kb": "kb", "mb": "mb", "gb": "gb", "tb": "tb",
+    "kwh": "kwh", "watts": "w", "calories": "kcal", "kcal": "kcal", "kilojoules": "kj", "kj": "kj",
+}  # fmt: skip
+
+# Comparison words, by polarity: two texts must use the same ones ("cheaper"/"more expensive", "closest"/
+# "furthest"). Synonyms share a key ("quickest" = "fastest").
+_COMPARATIVES = {
+    "higher": "higher", "lower": "lower", "bigger": "bigger", "larger": "bigger", "smaller": "smaller",
+    "warmer": "warmer", "hotter": "warmer", "colder": "colder", "cooler": "colder", "faster": "faster",
+    "quicker": "faster", "slower": "slower", "closer": "closer", "nearer": "closer", "further": "further",
+    "farther": "further", "closest": "closest", "nearest": "closest", "furthest": "furthest",
+    "farthest": "furthest", "older": "older", "younger": "younger", "newer": "newer", "heavier": "heavier",
+    "lighter": "lighter", "longer": "longer", "shorter": "shorter", "stronger": "stronger", "weaker": "weaker",
+    "easier": "easier", "harder": "harder", "safer": "safer", "riskier": "riskier", "healthier": "healthier",
+    "better": "better", "worse": "worse", "dearer": "pricier", "pricier": "pricier", "costlier": "pricier",
+    "fastest": "fastest", "quickest": "fastest", "slowest": "slowest", "highest": "highest",
+    "lowest": "lowest", "hottest": "hottest", "warmest": "hottest", "coldest": "coldest",
+    "heaviest": "heaviest", "lightest": "lightest", "oldest": "oldest", "youngest": "youngest",
+    "easiest": "easiest", "hardest": "hardest", "safest": "safest", "strongest": "strongest",
+    "weakest": "weakest", "ascending": "ascending", "descending": "descending", "increasing": "increasing",
+    "decreasing": "decreasing", "rising": "increasing", "falling": "decreasing", "growing": "increasing",
+    "shrinking": "decreasing", "upward": "up", "downward": "down",
+}  # fmt: skip
+
+# Tense markers, compared only between minimal edits ("Does the app support X?" / "Will the app support X?"):
+# a rewording changes tense freely ("How long does a refund take?" / "When will I see the refund?").
+_TENSE = {
+    # "was"/"were" are left out: passives use them in any tense ("Why was my card declined?")
+    "did": "past", "didn't": "past", "didnt": "past", "had": "past", "hadn't": "past", "used": "past",
+    "ago": "past", "will": "future", "won't": "future", "wont": "future", "shall": "future",
+    "gonna": "future", "going": "future",
+}  # fmt: skip
+# Quantifiers compared only when both texts have one and they differ ("any seats" / "many seats"); one side
+# adding "any" ("Are there any seats?" / "Are there seats?") changes nothing.
+_QUANTIFIERS = {
+    "any": "any", "many": "many", "much": "many", "some": "some", "few": "few", "no": "none", "none": "none",
+}  # fmt: skip
+# Words between two swapped words that still leave the meaning symmetric ("buyer or seller" / "seller or
+# buyer"), and words that make a whole question symmetric ("difference between X and Y").
+_COORDINATORS = frozenset({"and", "or", "nor", "&", "vs", "versus", "a", "an", "the", "my", "your"})
+_RELATIONAL = frozenset(
+    {"from", "to", "into", "onto", "than", "over", "under", "before", "after", "toward", "towards", "via",
+     "against", "per", "owe", "pay", "pays", "send", "sends", "invite", "invites", "beat", "beats"}
+)  # fmt: skip
+_SYMMETRIC = frozenset(
+    {"difference", "differences", "different", "differ", "differs", "compare", "compared", "comparison",
+     "versus", "vs", "between", "similar", "similarities", "same", "both"}
+)  # fmt: skip
+
 # --- tokenization ---------------------------------------------------------------------------------------
 
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+", re.I)
@@ -227,7 +339,7 @@ _ALPHA = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 _CAPITALIZED = re.compile(r"(?<![\w'])[^\W\d_]+(?:'[^\W\d_]+)*")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\"'“”«»()\[\]{}\n])[\s\"'“«(\[]*([^\W\d_])")
 _DIGIT = re.compile(r"\d")
-_NOT_ENTITIES = _TITLES | {"i"} | set(_DATE_WORDS) | set(_MONTHS)
+_NOT_ENTITIES = _TITLES | {"i", "ok"} | set(_DATE_WORDS) | set(_MONTHS)
 _NUMBER_WORDS = frozenset(_ONES) | frozenset(_SCALES)
 _DATE_KEYS = frozenset(_DATE_WORDS)
 _SCOPE_KEYS = frozenset(_SCOPE)
@@ -244,6 +356,7 @@ _PERIOD_OF = {
 }
 _CAPITALIZED_ASCII = re.compile(r"(?<![\w'])[A-Z][A-Za-z]*(?:'[A-Za-z]+)*")
 _MONTH_KEYS = frozenset(_MONTHS)
+_CAPS_COMPOUND = re.compile(r"\b([A-Z][a-z]*)-([A-Z][a-z]*)\b")
 _QUOTE_CHARS = "\"“«`'"
 
 
@@ -258,6 +371,11 @@ class Features:
     scope: frozenset[str]
     words: frozenset[str]
     lower: str
+    tokens: tuple[str, ...] = ()
+    unit_names: frozenset[str] = frozenset()
+    comparatives: frozenset[str] = frozenset()
+    tense: frozenset[str] = frozenset()
+    quantifiers: frozenset[str] = frozenset()
 
 
 def _fmt_num(x: float) -> str:
@@ -362,7 +480,8 @@ def features(text: str) -> Features:
     # Capitalized words: strong unless sentence-initial (weak); titles and the pronoun I ignored.
     weak: set[str] = set()
     starts: set[int] | None = None
-    for m in (_CAPITALIZED_ASCII if text.isascii() else _CAPITALIZED).finditer(text):
+    caps_text = _CAPS_COMPOUND.sub(r"\1\2", text) if "-" in text else text  # "Wi-Fi" is one name
+    for m in (_CAPITALIZED_ASCII if text.isascii() else _CAPITALIZED).finditer(caps_text):
         w = m.group(0)
         if not w[0].isupper():
             continue
@@ -375,20 +494,29 @@ def features(text: str) -> Features:
             strong.add(lw)
             continue
         if starts is None:
-            starts = _sentence_starts(text)
+            starts = _sentence_starts(caps_text)
         if m.start() in starts:
             if lw not in _COMMON_STARTERS:
                 weak.add(lw)
         else:
             strong.add(lw)
 
-    negations = sum(1 for w in alpha if w in _NEGATORS) + lower.count("n't")
+    negations = sum(1 for w in alpha if w in _NEGATORS) + lower.count("n't") + len(_NEGATING_PHRASES.findall(lower))
     if not lower.isascii():
         negations += sum(lower.count(piece) for piece in _CJK_NEGATORS)
     scope = {_SCOPE[w] for w in words & _SCOPE_KEYS}
+    if "all" in scope and len(re.findall(r"\ball\b", lower)) == lower.count("at all"):
+        scope.discard("all")  # "at all" intensifies, it does not quantify
     if "best" in scope and _BEST_WAY.search(lower) and lower.count("best") == 1:
         scope.discard("best")
     words.update(_PHRASAL_NORM.get(a, a) + b for a, b in _PHRASAL.findall(lower))
+    tense = {_TENSE[w] for w in alpha if w in _TENSE}
+    if "going" in alpha and not re.search(r"\bgoing\s+to\b", lower):
+        tense.discard("future")
+    if "used" in alpha and not re.search(r"\bused\s+to\b", lower):
+        tense.discard("past")
+    if "'ll" in lower or "’ll" in lower:
+        tense.add("future")
     return Features(
         numbers=frozenset(numbers),
         number_units=frozenset(units),
@@ -399,6 +527,11 @@ def features(text: str) -> Features:
         scope=frozenset(scope),
         words=frozenset(words),
         lower=lower,
+        tokens=tuple(_stem(w) for w in alpha),
+        unit_names=frozenset(_UNIT_NAMES[w] for w in alpha if w in _UNIT_NAMES),
+        comparatives=frozenset(_COMPARATIVES[w] for w in alpha if w in _COMPARATIVES),
+        tense=frozenset(tense),
+        quantifiers=frozenset(_QUANTIFIERS[w] for w in alpha if w in _QUANTIFIERS),
     )
 
 
@@ -410,13 +543,40 @@ def _sentence_starts(text: str) -> set[int]:
     return {m.start(1) for m in _SENTENCE_START.finditer(text)}
 
 
+@lru_cache(maxsize=8192)
+def _fold(text: str) -> str:
+    """Lowercase without accents or hyphens ("México" -> "mexico", "wi-fi" -> "wifi")."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).replace("-", "")
+
+
+def _acronym_of(entity: str, other: Features) -> bool:
+    """ "UTI" in one text, "urinary tract infection" in the other."""
+    n = len(entity)
+    if not 2 <= n <= 5 or not entity.isalpha():
+        return False
+    tokens = _ALPHA.findall(other.lower)
+    return any("".join(t[0] for t in tokens[i : i + n]) == entity for i in range(len(tokens) - n + 1))
+
+
 def _present(entity: str, other: Features) -> bool:
+    if _fold(entity) in _fold(other.lower).split() or _fold(entity) in _folded_words(other.lower):
+        return True
+    if _acronym_of(entity, other):
+        return True
     if entity.isalpha():
         # "PDF" and "PDFs" name the same thing.
         return entity in other.words or entity + "s" in other.words or entity[:-1] in other.words
     if entity not in other.lower:
         return False
     return re.search(r"(?<!\w)" + re.escape(entity) + r"(?!\w)", other.lower) is not None
+
+
+@lru_cache(maxsize=8192)
+def _folded_words(lower: str) -> frozenset[str]:
+    words = _ALPHA.findall(_fold(lower))
+    joined = {a + b for a, b in itertools.pairwise(words)}  # "wi fi" -> "wifi"
+    return frozenset(words) | joined
 
 
 def _unit_clash(a: frozenset[str], b: frozenset[str]) -> str | None:
@@ -454,10 +614,24 @@ def _antonym_flip(a: Features, b: Features) -> str | None:
             for prefix in _NEG_PREFIXES:
                 if w.startswith(prefix) and len(w) - len(prefix) >= 4 and w[len(prefix) :] in x:
                     return f"{w[len(prefix) :]} vs {w}"
+            for prefix in ("un", "de", "dis"):  # unzip, undo, decode: short bases, but only verbs take these
+                if w.startswith(prefix) and len(w) - len(prefix) >= 2 and w[len(prefix) :] in x:
+                    return f"{w[len(prefix) :]} vs {w}"
+    for x, y in ((a, b), (b, a)):  # tax-free / taxable, harmless / harmful, sugar-free / sugared
+        for base, free in _FREE_COMPOUND.findall(x.lower):
+            full = _SUFFIX_PAIRS[free]
+            if any(v.startswith(base) and v.endswith(full) and v not in x.words for v in y.words):
+                return f"{base}-{free} vs {base}...{full}"
     return None
 
 
 _INFLECTIONS = ("ies", "es", "s", "ed", "ing", "d")
+# Words whose order carries no role ("How do I ..." / "... how do I"): left out of the order check.
+_FUNCTION_WORDS_ORDER = frozenset(
+    """a an the this that these those it its is are was were be been am do does did can could will would
+    should may might must i you we they he she what which who how when where why if so please just also
+    there here of in on at for with by about as too very really actually""".split()
+)
 
 
 def _stem(word: str) -> str:
@@ -475,6 +649,97 @@ _FILLERS = frozenset(
     there just really still even again ever somehow also maybe perhaps basically""".split()
 )
 MAX_CHANGED_WORDS = 1
+# More changed small words than this make a rewording, judged by the similarity threshold instead.
+MAX_SMALL_WORD_CHANGES = 2
+
+# Common words a rewording swaps for each other, which the embedder scores low in isolation ("see"/"view"
+# 0.40, "book"/"schedule" 0.27 with all-MiniLM-L6-v2): a swap within one group is no change of topic.
+# General English, written once; not fitted to any benchmark pair.
+_SYNONYM_GROUPS = (
+    "see view check find access look",
+    "book schedule reserve arrange",
+    "run running operate operating",
+    "start begin open launch",
+    "delete remove erase clear",
+    "fix repair mend solve resolve",
+    "buy purchase",
+    "price cost rate fee charge",
+    "change update edit modify amend alter switch",
+    "picture photo image pic",
+    "kid kids child children",
+    "sofa couch",
+    "shut close closed",
+    "phone mobile cellphone cell smartphone",
+    "website site web online",
+    "fast quick quickly rapid speedy",
+    "get obtain receive",
+    "need require",
+    "help assist support",
+    "contact reach",
+    "big large huge",
+    "small little tiny",
+    "stop halt",
+    "store shop",
+    "rubbish trash garbage",
+    "holiday vacation",
+    "flat apartment",
+    "lift elevator",
+    "film movie",
+    "queue line",
+    "postcode zipcode zip",
+    "mum mom mother",
+    "dad father",
+    "doctor gp physician",
+    "medicine medication meds drug drugs",
+    "job work employment",
+    "money cash funds",
+    "problem issue trouble",
+    "error bug fault",
+    "answer reply respond",
+    "show display",
+    "choose pick select",
+    "send deliver ship",
+    "make create build",
+    "keep store save",
+    "download get save",
+    "speak talk",
+    "allowed permitted",
+    "correct right",
+    "wrong incorrect",
+    "info information details",
+    "ask request",
+    "use utilise utilize",
+    "city town",
+)
+_SYNONYM_OF: dict[str, int] = {}
+for _i, _group in enumerate(_SYNONYM_GROUPS):
+    for _w in _group.split():
+        _SYNONYM_OF.setdefault(_w, _i)
+# British and American spellings: compared in one form.
+_SPELLING = {"cheque": "check", "cheques": "checks", "tyre": "tire", "tyres": "tires", "programme": "program",
+             "grey": "gray", "aluminium": "aluminum", "lasagne": "lasagna", "licence": "license",
+             "defence": "defense", "pyjamas": "pajamas", "plough": "plow", "mould": "mold", "kerb": "curb"}  # fmt: skip
+_SPELLING_SUFFIXES = (("isation", "ization"), ("ise", "ize"), ("ised", "ized"), ("ising", "izing"),
+                      ("our", "or"), ("ours", "ors"), ("tre", "ter"), ("tres", "ters"), ("lled", "led"),
+                      ("lling", "ling"))  # fmt: skip
+
+
+def _spelling(word: str) -> str:
+    if word in _SPELLING:
+        return _SPELLING[word]
+    for uk, us in _SPELLING_SUFFIXES:
+        if word.endswith(uk) and len(word) - len(uk) >= 3:
+            return word[: -len(uk)] + us
+    return word
+
+
+def synonyms(x: str, y: str) -> bool:
+    """Whether two words are the same word in another spelling or inflection, or in one synonym group."""
+    sx, sy = _spelling(x), _spelling(y)
+    if sx == sy or _stem(sx) == _stem(sy):
+        return True
+    gx = _SYNONYM_OF.get(sx, _SYNONYM_OF.get(_stem(sx)))
+    return gx is not None and gx == _SYNONYM_OF.get(sy, _SYNONYM_OF.get(_stem(sy)))
 
 
 def content_changes(query: str, candidate: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -494,9 +759,8 @@ def content_changes(query: str, candidate: str) -> tuple[tuple[str, ...], tuple[
     only_b = {w for w in b.words - a.words if w not in _FUNCTION_WORDS and w not in _NEGATORS and w not in _FILLERS}
     if len(only_a) > MAX_CHANGED_WORDS or len(only_b) > MAX_CHANGED_WORDS:
         return None
-    stems_a, stems_b = {_stem(w) for w in only_a}, {_stem(w) for w in only_b}
-    changed_a = tuple(sorted(w for w in only_a if _stem(w) not in stems_b))
-    changed_b = tuple(sorted(w for w in only_b if _stem(w) not in stems_a))
+    changed_a = tuple(sorted(w for w in only_a if not any(synonyms(w, v) for v in only_b)))
+    changed_b = tuple(sorted(w for w in only_b if not any(synonyms(w, v) for v in only_a)))
     return changed_a, changed_b
 
 
@@ -529,4 +793,100 @@ def verify(query: str, candidate: str) -> Verdict:
         return Verdict(False, "negation", flip)
     if a.scope != b.scope:
         return Verdict(False, "scope", _fmt(a.scope, b.scope))
+    if a.quantifiers and b.quantifiers and a.quantifiers != b.quantifiers:
+        return Verdict(False, "scope", _fmt(a.quantifiers, b.quantifiers))
+    if a.comparatives and b.comparatives and a.comparatives != b.comparatives:
+        return Verdict(False, "comparative", _fmt(a.comparatives, b.comparatives))
+    if a.unit_names and b.unit_names and a.unit_names != b.unit_names:
+        return Verdict(False, "unit", _fmt(a.unit_names, b.unit_names))
+    if content_changes(query, candidate) is None:
+        return OK
+    # Minimal edits only (at most one content word changed on each side): a rewording reorders words and
+    # changes tense freely.
+    flipped = _order_flip(a.tokens, b.tokens)
+    if flipped:
+        return Verdict(False, "order", flipped)
+    if a.tense != b.tense:
+        return Verdict(False, "tense", _fmt(a.tense, b.tense))
+    changed = _changed_small_words(query, candidate)
+    if changed:
+        return Verdict(False, "wording", changed)
     return OK
+
+
+# Openings that ask the same thing: compared as one token ("What's the way to reset it?" = "How do I reset it?").
+_HOW_TO = re.compile(
+    r"\b(?:how\s+(?:do|can|could|should|would|might)\s+(?:i|we|you|one)|how\s+to|what(?:'s|\s+is|\s+are)\s+the"
+    r"\s+(?:best\s+|easiest\s+|right\s+)?(?:way|steps|process|procedure)\s+(?:to|for)|is\s+there\s+a\s+way\s+to"
+    r"|(?:can|could)\s+you\s+(?:tell|show)\s+me\s+how\s+to|tell\s+me\s+how\s+to|i\s+(?:want|need|would\s+like|'d\s+like)"
+    r"\s+to\s+know\s+how\s+to)\b"
+)
+_CAN_I = re.compile(
+    r"\b(?:(?:can|could|may)\s+i|am\s+i\s+(?:able|allowed)(?:\s+to)?|is\s+it\s+(?:possible|ok|okay|alright)"
+    r"(?:\s+for\s+me)?\s+to|(?:can|could)\s+you\s+help\s+me(?:\s+to)?)\b"
+)
+_WHEN = re.compile(r"\bwhat\s+time\b|\bwhen\b")
+_WHAT_IS = re.compile(r"\b(?:what(?:'s|\s+is|\s+are)|what\s+does\s+\w+\s+mean)\b")
+# Small words a rewording adds, drops or swaps without changing the question.
+_HARMLESS = frozenset(
+    """a an the this that these those i me my mine we us our you your yours it its it's there here please
+    thanks thank hi hello hey just so ok okay kindly actually currently really still even again anyway
+    do does did can could would is are am be been being s re ve d of some any at on in whats have has
+    get got to now for about will going gonna shall i'm i've i'd you're we're they're that's there's what's
+    let's""".split()
+)
+
+
+@lru_cache(maxsize=8192)
+def _small_word_counts(text: str) -> Counter[str]:
+    lower = features(text).lower.replace("’", "'")
+    lower = _HOW_TO.sub(" howto ", lower)
+    lower = _CAN_I.sub(" cani ", lower)
+    lower = _WHAT_IS.sub(" whatis ", lower)
+    lower = _WHEN.sub(" when ", lower)
+    return Counter(w for w in _ALPHA.findall(lower) if w in _FUNCTION_WORDS or w in {"howto", "cani", "whatis"})
+
+
+def _changed_small_words(query: str, candidate: str) -> str | None:
+    """In a minimal edit, a function word added, dropped or swapped that may change the question ("from" /
+    "to", "what" / "why", "with" / "without"): the word lists above know the common ones, this catches the
+    rest. Articles, pronouns, politeness and question openings that ask the same thing are ignored."""
+    ca, cb = _small_word_counts(query), _small_word_counts(candidate)
+    only_a = {w for w in (ca - cb) if w not in _HARMLESS}
+    only_b = {w for w in (cb - ca) if w not in _HARMLESS}
+    if (only_a or only_b) and len(only_a) + len(only_b) <= MAX_SMALL_WORD_CHANGES:
+        return _fmt(only_a, only_b)
+    return None
+
+
+def _order_flip(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
+    """Two words both texts have once each, in opposite order, when the roles around them are the same:
+    either the texts are the same words reordered ("Can a guest invite a member?" / "Can a member invite a
+    guest?", "Is Mars bigger than Earth?" / "Is Earth bigger than Mars?"), or a relational word stands
+    between the two in both ("from London to New York" / "from New York to London"). Not when only a
+    coordinator separates them ("buyer or seller"), nor when the question is symmetric ("difference
+    between X and Y"). A rewording that moves words around ("sort a list in Python" / "sort a Python
+    list") is neither."""
+    if _SYMMETRIC.intersection(a) or _SYMMETRIC.intersection(b):
+        return None
+    permutation = sorted(a) == sorted(b)
+    once_a = {w for w in a if a.count(w) == 1 and w not in _FUNCTION_WORDS_ORDER}
+    once_b = {w for w in b if b.count(w) == 1}
+    shared = once_a & once_b
+    if len(shared) < 2:
+        return None
+    pos_a = {w: a.index(w) for w in shared}
+    pos_b = {w: b.index(w) for w in shared}
+    ordered = sorted(shared, key=pos_a.__getitem__)
+    for i, x in enumerate(ordered):
+        for y in ordered[i + 1 :]:
+            if pos_b[x] < pos_b[y]:
+                continue
+            between_a = set(a[pos_a[x] + 1 : pos_a[y]])
+            between_b = set(b[pos_b[y] + 1 : pos_b[x]])
+            if permutation:
+                if between_a - _COORDINATORS or between_b - _COORDINATORS:
+                    return f"{x} ... {y} vs {y} ... {x}"
+            elif between_a & between_b & _RELATIONAL:
+                return f"{x} ... {y} vs {y} ... {x}"
+    return None

@@ -51,11 +51,12 @@ class SemanticPolicy(_Strict):
     """The semantic cache, after an exact miss: the last user turn is embedded (all-MiniLM-L6-v2 int8, CPU)
     and compared with answered ones under the same context fingerprint (model, system prompt, tools,
     parameters, earlier turns) and scope; a candidate above ``threshold`` must also pass the verification
-    gate (numbers, dates, names, negation, scope words). Measured wrong-hit rate at the default threshold:
-    3.3% on held-out trap pairs (docs/savings.md): opt in where a near-miss answer is acceptable."""
+    gate (numbers, dates, names, negation, scope, order, tense words; a minimal edit must also reach the cache's
+    ``edit_threshold``). Measured wrong-hit rates at the defaults are in docs/savings.md: opt in where a
+    near-miss answer is acceptable."""
 
     enabled: bool = True
-    threshold: float = Field(default=0.89, ge=-1, le=1)
+    threshold: float = Field(default=0.94, ge=-1, le=1)
     max_entries: int = Field(default=100_000, gt=0)
 
 
