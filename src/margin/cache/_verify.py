@@ -50,10 +50,20 @@ import itertools
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["Features", "Verdict", "content_changes", "features", "synonyms", "verify"]
+__all__ = [
+    "GATE_REASONS",
+    "Features",
+    "Verdict",
+    "content_changes",
+    "features",
+    "gate_signals",
+    "synonyms",
+    "verify",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -769,49 +779,72 @@ def verify(query: str, candidate: str) -> Verdict:
     the caller has already found the two similar enough)."""
     if query == candidate:
         return OK
+    return next(_refusals(query, candidate), OK)
+
+
+# Every reason the gate can give, in the order it checks them (one name may come from several checks).
+GATE_REASONS = ("number", "date", "entity", "weak_entity", "negation", "antonym", "scope", "quantifier",
+                "comparative", "unit", "order", "tense", "wording")  # fmt: skip
+
+
+def gate_signals(query: str, candidate: str) -> dict[str, bool]:
+    """Every rule of the gate evaluated on its own (``verify`` stops at the first): which of
+    :data:`GATE_REASONS` object to serving ``candidate``'s answer for ``query``, plus ``minimal`` (the
+    two are a minimal edit, see :func:`content_changes`). The learned verifier reads these as features."""
+    out = dict.fromkeys(GATE_REASONS, False)
+    out["minimal"] = content_changes(query, candidate) is not None
+    if query != candidate:
+        for verdict in _refusals(query, candidate, every=True):
+            out[verdict.reason or "custom"] = True
+    return out
+
+
+def _refusals(query: str, candidate: str, *, every: bool = False) -> Iterator[Verdict]:
+    """The gate's objections, in order. ``verify`` takes the first; with ``every``, each check reports
+    under its own name (``weak_entity``, ``antonym``, ``quantifier`` are reported as ``entity``,
+    ``negation`` and ``scope`` otherwise)."""
     a, b = features(query), features(candidate)
     if a.numbers != b.numbers:
-        return Verdict(False, "number", _fmt(a.numbers, b.numbers))
+        yield Verdict(False, "number", _fmt(a.numbers, b.numbers))
     unit_clash = _unit_clash(a.number_units, b.number_units)
     if unit_clash:
-        return Verdict(False, "number", unit_clash)
+        yield Verdict(False, "number", unit_clash)
     if a.dates != b.dates:
-        return Verdict(False, "date", _fmt(a.dates, b.dates))
+        yield Verdict(False, "date", _fmt(a.dates, b.dates))
     missing_a = {e for e in a.strong_entities if not _present(e, b)}
     missing_b = {e for e in b.strong_entities if not _present(e, a)}
     if missing_a or missing_b:
-        return Verdict(False, "entity", _fmt(missing_a, missing_b))
+        yield Verdict(False, "entity", _fmt(missing_a, missing_b))
     weak_a = {e for e in a.weak_entities if e not in b.words}
     weak_b = {e for e in b.weak_entities if e not in a.words}
     if weak_a and weak_b:
-        return Verdict(False, "entity", _fmt(weak_a, weak_b))
+        yield Verdict(False, "weak_entity" if every else "entity", _fmt(weak_a, weak_b))
     na, nb = a.negations, b.negations
     if na != nb and (na == 0 or nb == 0 or (na - nb) % 2):
-        return Verdict(False, "negation", f"{na} vs {nb} negations")
+        yield Verdict(False, "negation", f"{na} vs {nb} negations")
     flip = _antonym_flip(a, b)
     if flip:
-        return Verdict(False, "negation", flip)
+        yield Verdict(False, "antonym" if every else "negation", flip)
     if a.scope != b.scope:
-        return Verdict(False, "scope", _fmt(a.scope, b.scope))
+        yield Verdict(False, "scope", _fmt(a.scope, b.scope))
     if a.quantifiers and b.quantifiers and a.quantifiers != b.quantifiers:
-        return Verdict(False, "scope", _fmt(a.quantifiers, b.quantifiers))
+        yield Verdict(False, "quantifier" if every else "scope", _fmt(a.quantifiers, b.quantifiers))
     if a.comparatives and b.comparatives and a.comparatives != b.comparatives:
-        return Verdict(False, "comparative", _fmt(a.comparatives, b.comparatives))
+        yield Verdict(False, "comparative", _fmt(a.comparatives, b.comparatives))
     if a.unit_names and b.unit_names and a.unit_names != b.unit_names:
-        return Verdict(False, "unit", _fmt(a.unit_names, b.unit_names))
+        yield Verdict(False, "unit", _fmt(a.unit_names, b.unit_names))
     if content_changes(query, candidate) is None:
-        return OK
+        return
     # Minimal edits only (at most one content word changed on each side): a rewording reorders words and
     # changes tense freely.
     flipped = _order_flip(a.tokens, b.tokens)
     if flipped:
-        return Verdict(False, "order", flipped)
+        yield Verdict(False, "order", flipped)
     if a.tense != b.tense:
-        return Verdict(False, "tense", _fmt(a.tense, b.tense))
+        yield Verdict(False, "tense", _fmt(a.tense, b.tense))
     changed = _changed_small_words(query, candidate)
     if changed:
-        return Verdict(False, "wording", changed)
-    return OK
+        yield Verdict(False, "wording", changed)
 
 
 # Openings that ask the same thing: compared as one token ("What's the way to reset it?" = "How do I reset it?").
