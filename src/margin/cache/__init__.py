@@ -24,7 +24,10 @@ _LAZY = {
     "CacheError": "._embed",
     "Embedder": "._embed",
     "MiniLMEmbedder": "._embed",
+    "TokenStates": "._embed",
     "normalize_rows": "._embed",
+    "LearnedVerifier": "._learned",
+    "PairModel": "._learned",
     "VectorIndex": "._index",
     "DEFAULT_EDIT_THRESHOLD": "._semantic",
     "DEFAULT_SWAP_SIMILARITY": "._semantic",
@@ -41,8 +44,9 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from ._context import context_fingerprint, message_text, semantic_text
-    from ._embed import CacheError, Embedder, MiniLMEmbedder, normalize_rows
+    from ._embed import CacheError, Embedder, MiniLMEmbedder, TokenStates, normalize_rows
     from ._index import VectorIndex
+    from ._learned import LearnedVerifier, PairModel
     from ._semantic import (
         DEFAULT_EDIT_THRESHOLD,
         DEFAULT_SWAP_SIMILARITY,
@@ -75,10 +79,13 @@ __all__ = [
     "CacheError",
     "Embedder",
     "Hit",
+    "LearnedVerifier",
     "Lookup",
     "MiniLMEmbedder",
+    "PairModel",
     "Refusal",
     "SemanticCache",
+    "TokenStates",
     "VectorIndex",
     "Verdict",
     "content_changes",

@@ -57,8 +57,9 @@ from typing import Any
 
 import numpy as np
 
-from ._embed import CacheError, Embedder
+from ._embed import MODEL_ID, CacheError, Embedder
 from ._index import DEFAULT_HNSW_THRESHOLD, HnswDtype, VectorIndex
+from ._learned import LearnedVerifier
 from ._verify import Verdict, content_changes, verify
 
 __all__ = [
@@ -126,6 +127,7 @@ class _Entry:
     hits: int = 0
     reported_wrong: int = 0
     reported_correct: int = 0
+    prepared: Any = None  # the learned verifier's view of the text (PreparedText), when it has one
 
 
 @dataclass(slots=True)
@@ -147,17 +149,32 @@ def changed_words_score(
     return score, f"{'/'.join(added)} vs {'/'.join(removed)}: {score:.3f}"
 
 
+def _resolve_verifier(verifier: Any, embedder: Embedder) -> Any:
+    """``"auto"``: the learned verifier when the embedder is margin's MiniLM (the model was trained on its
+    token states), the hand-written gate otherwise; ``"learned"``, ``"rules"``; or the verifier given."""
+    if not isinstance(verifier, str):
+        return verifier
+    if verifier == "auto":
+        minilm = getattr(embedder, "model_id", None) == MODEL_ID and hasattr(embedder, "embed_tokens")
+        verifier = "learned" if minilm else "rules"
+    if verifier == "learned":
+        return LearnedVerifier(embedder)
+    if verifier == "rules":
+        return verify
+    raise CacheError(f"verifier must be 'auto', 'learned', 'rules', a callable or a LearnedVerifier, not {verifier!r}")
+
+
 class SemanticCache:
     def __init__(
         self,
         embedder: Embedder,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         edit_threshold: float = DEFAULT_EDIT_THRESHOLD,
         top_k: int = DEFAULT_TOP_K,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         ttl_seconds: float | None = DEFAULT_TTL_SECONDS,
-        verifier: Callable[[str, str], Verdict] | None = verify,
+        verifier: Callable[[str, str], Verdict] | LearnedVerifier | str | None = "auto",
         swap_similarity: float | None = DEFAULT_SWAP_SIMILARITY,
         adapt_margin: float = 0.01,
         max_wrong_reports: int = 3,
@@ -166,6 +183,12 @@ class SemanticCache:
         embed_memo: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        verifier = _resolve_verifier(verifier, embedder)
+        self.learned = isinstance(verifier, LearnedVerifier)
+        if threshold is None:
+            threshold = verifier.min_similarity if isinstance(verifier, LearnedVerifier) else DEFAULT_THRESHOLD
+        if self.learned and not hasattr(embedder, "embed_tokens"):
+            raise CacheError("the learned verifier needs token states: use MiniLMEmbedder (it has embed_tokens)")
         for name, value in (("threshold", threshold), ("edit_threshold", edit_threshold)):
             if not -1.0 <= value <= 1.0:
                 raise CacheError(f"{name} must be a cosine similarity in [-1, 1], not {value}")
@@ -190,7 +213,7 @@ class SemanticCache:
         self._partitions: dict[tuple[str, str], _Partition] = {}
         self._expiry: list[tuple[float, int]] = []  # min-heap of (expires_at, entry id)
         self._ids = itertools.count(1)
-        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo: OrderedDict[str, tuple[np.ndarray, Any]] = OrderedDict()  # text -> (vector, prepared)
         self._memo_size = embed_memo
         self._stats: Counter[str] = Counter()
 
@@ -221,8 +244,9 @@ class SemanticCache:
                 self._stats["hits"] += 1
                 self._stats["exact_hits"] += 1
                 return Lookup(self._serve(entry, 1.0, now, exact=True), (), vector)
+        prepared = None
         if vector is None:
-            vector = self._embed(text)
+            vector, prepared = self._encode(text)
         refusals: list[Refusal] = []
         with self._lock:
             part = self._partitions.get(key)
@@ -231,10 +255,26 @@ class SemanticCache:
             for entry_id, sim in found:
                 entry = self._entries.get(entry_id)
                 if entry is not None and entry.expires_at > now:
-                    candidates.append((entry_id, sim, entry.text, entry.threshold))
-        # The gate and the word check run outside the lock (the word check may embed two words).
+                    candidates.append((entry, sim))
+        # The gate and the word check run outside the lock (the word check may embed two words, the learned
+        # verifier may embed a text stored without its token states).
         chosen: tuple[int, float] | None = None
-        for entry_id, sim, cached_text, threshold in candidates:
+        for entry, sim in candidates:
+            if self.learned:
+                if sim < entry.threshold:
+                    refusal: Refusal | None = self._refusal(
+                        entry, sim, "threshold", f"{sim:.4f} < {entry.threshold:.4f}"
+                    )
+                else:
+                    if prepared is None:
+                        prepared = self._encode(text)[1]
+                    refusal = self._check_learned(prepared, entry, sim)
+                if refusal is None:
+                    chosen = (entry.id, sim)
+                    break
+                refusals.append(refusal)
+                continue
+            entry_id, cached_text, threshold = entry.id, entry.text, entry.threshold
             refusal = self._check(text, entry_id, sim, cached_text, threshold)
             if refusal is None:
                 chosen = (entry_id, sim)
@@ -249,6 +289,22 @@ class SemanticCache:
                 return Lookup(None, tuple(refusals), vector)
             self._stats["hits"] += 1
             return Lookup(self._serve(entry, chosen[1], now, exact=False), tuple(refusals), vector)
+
+    @staticmethod
+    def _refusal(entry: _Entry, sim: float, reason: str, detail: str | None) -> Refusal:
+        return Refusal(entry.id, sim, reason, detail, entry.text)
+
+    def _check_learned(self, query: Any, entry: _Entry, sim: float) -> Refusal | None:
+        """The learned verifier's verdict on one candidate (its prepared text computed now if the entry was
+        stored with a precomputed vector)."""
+        verifier: LearnedVerifier = self.verifier  # type: ignore[assignment]
+        cached = entry.prepared
+        if cached is None:
+            cached = entry.prepared = self._encode(entry.text, memo=False)[1]
+        verdict = verifier.check(query, cached, sim)
+        if verdict.ok:
+            return None
+        return self._refusal(entry, sim, verdict.reason or "verifier", verdict.detail)
 
     def _check(self, text: str, entry_id: int, sim: float, cached_text: str, threshold: float) -> Refusal | None:
         """Why the candidate may not be served, or None when it may."""
@@ -280,8 +336,13 @@ class SemanticCache:
         ttl_seconds: float | None = None,
     ) -> int:
         """Store an answer; returns the entry id. The same text in the same partition replaces the old entry."""
+        prepared = None
         if vector is None:
-            vector = self._embed(text)
+            vector, prepared = self._encode(text)
+        elif self.learned:
+            with self._lock:  # the lookup that missed usually just prepared this text (the gateway's flow)
+                memo = self._memo.get(text)
+            prepared = memo[1] if memo is not None else None
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.embedder.dim:
             raise CacheError(f"vector has {vector.shape[0]} dimensions, the embedder {self.embedder.dim}")
@@ -298,7 +359,7 @@ class SemanticCache:
             if old is not None:
                 self._remove(old)
                 self._partitions[key] = part  # _remove drops a partition it empties
-            entry = _Entry(next(self._ids), key, text, payload, now, expires, self.threshold)
+            entry = _Entry(next(self._ids), key, text, payload, now, expires, self.threshold, prepared=prepared)
             part.index.add(entry.id, vector)
             part.by_text[text] = entry.id
             self._entries[entry.id] = entry
@@ -326,7 +387,13 @@ class SemanticCache:
             raise CacheError("store_many needs one payload per text and distinct texts")
         if not texts:
             return []
-        vectors = self.embedder.embed(list(texts)) if vectors is None else vectors
+        prepared: list[Any] = [None] * len(texts)
+        if vectors is None and self.learned:
+            states = self.embedder.embed_tokens(list(texts))  # type: ignore[attr-defined]
+            prepared = [self.verifier.prepare(t, st) for t, st in zip(texts, states, strict=True)]  # type: ignore[union-attr]
+            vectors = np.stack([st.vector for st in states])
+        elif vectors is None:
+            vectors = self.embedder.embed(list(texts))
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape != (len(texts), self.embedder.dim):
             raise CacheError(f"expected vectors of shape {(len(texts), self.embedder.dim)}, got {vectors.shape}")
@@ -342,8 +409,8 @@ class SemanticCache:
                     self._remove(old)
             self._partitions[key] = part
             entries = [
-                _Entry(next(self._ids), key, t, p, now, expires, self.threshold)
-                for t, p in zip(texts, payloads, strict=True)
+                _Entry(next(self._ids), key, t, p, now, expires, self.threshold, prepared=prep)
+                for t, p, prep in zip(texts, payloads, prepared, strict=True)
             ]
             part.index.add_many(np.array([e.id for e in entries], dtype=np.int64), vectors)
             for e in entries:
@@ -403,18 +470,26 @@ class SemanticCache:
     # --- internals --------------------------------------------------------------------------------------
 
     def _embed(self, text: str) -> np.ndarray:
+        return self._encode(text)[0]
+
+    def _encode(self, text: str, *, memo: bool = True) -> tuple[np.ndarray, Any]:
+        """The text's vector and, with the learned verifier, its prepared form (one model run for both)."""
         with self._lock:
-            memo = self._memo.get(text)
-            if memo is not None:
+            hit = self._memo.get(text)
+            if hit is not None and (hit[1] is not None or not self.learned):
                 self._memo.move_to_end(text)
-                return memo
-        vector = np.asarray(self.embedder.embed([text]), dtype=np.float32)[0]
-        if self._memo_size:
+                return hit
+        if self.learned:
+            (states,) = self.embedder.embed_tokens([text])  # type: ignore[attr-defined]
+            result = (np.asarray(states.vector, dtype=np.float32), self.verifier.prepare(text, states))  # type: ignore[union-attr]
+        else:
+            result = (np.asarray(self.embedder.embed([text]), dtype=np.float32)[0], None)
+        if memo and self._memo_size:
             with self._lock:
-                self._memo[text] = vector
+                self._memo[text] = result
                 while len(self._memo) > self._memo_size:
                     self._memo.popitem(last=False)
-        return vector
+        return result
 
     def _serve(self, entry: _Entry, sim: float, now: float, *, exact: bool) -> Hit:
         entry.hits += 1
