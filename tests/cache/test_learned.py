@@ -266,6 +266,14 @@ def test_semantic_cache_prepares_entries_stored_with_vectors_lazily() -> None:
     assert all(isinstance(e.prepared, PreparedText) for e in cache2._entries.values())
 
 
+def test_verifier_names() -> None:
+    emb = FakeTokenEmbedder()
+    assert SemanticCache(emb).verifier is verify
+    assert SemanticCache(emb, verifier="rules").verifier is verify
+    with pytest.raises(CacheError, match="verifier must be"):
+        SemanticCache(emb, verifier="magic")
+
+
 def test_learned_verifier_needs_token_states() -> None:
     class VectorsOnly:
         dim = DIM

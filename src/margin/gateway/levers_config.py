@@ -50,14 +50,13 @@ class RouteMatch(_Strict):
 class SemanticPolicy(_Strict):
     """The semantic cache, after an exact miss: the last user turn is embedded (all-MiniLM-L6-v2 int8, CPU)
     and compared with answered ones under the same context fingerprint (model, system prompt, tools,
-    parameters, earlier turns) and scope; a candidate at or above ``threshold`` (cosine; unset: the learned
-    verifier's own floor, 0.5) must also pass the learned pair verifier (margin.cache.LearnedVerifier: a
-    small model over word alignment and the hand-written gate's signals, serving when its probability that
-    the answer is right reaches the model's threshold). Measured wrong-hit rates at the defaults are in
-    docs/savings.md: opt in where a near-miss answer is acceptable."""
+    parameters, earlier turns) and scope; a candidate above ``threshold`` must also pass the verification
+    gate (numbers, dates, names, negation, scope, order, tense words; a minimal edit must also reach the cache's
+    ``edit_threshold``). Measured wrong-hit rates at the defaults are in docs/savings.md: opt in where a
+    near-miss answer is acceptable."""
 
     enabled: bool = True
-    threshold: float | None = Field(default=None, ge=-1, le=1)
+    threshold: float = Field(default=0.94, ge=-1, le=1)
     max_entries: int = Field(default=100_000, gt=0)
 
 
