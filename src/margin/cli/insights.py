@@ -403,6 +403,15 @@ def report_tasks(
     out_console.print(table)
 
 
+def ledger_prompts(config: Any, since: datetime | None) -> list[dict[str, Any]]:
+    """The retained prompts since ``since`` (empty when retention is off or nothing was kept)."""
+    ledger = open_ledger(config)
+    try:
+        return ledger.retained_prompts(since, None, limit=1_000_000)
+    finally:
+        ledger.close()
+
+
 def self_hosted_capacity(config: Any, since: datetime, now: datetime) -> dict[str, Any]:
     """``insights.self_hosted`` as the idle-capacity rule's inputs: every pool together (GPU-hours paid since
     ``since``, their mean hourly price and mean capacity, weighted by GPU-hours), or nothing when none is set."""
@@ -430,6 +439,13 @@ def report_recommendations(
     expensive: Annotated[
         str | None, typer.Option("--expensive", help="Comma-separated models to look for simple requests on.")
     ] = None,
+    near_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--near-duplicates",
+            help="Also group retained prompts (gateway.prompt_retention) with the semantic cache's own matching.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What to change, from the ledger itself, each with its evidence and an estimated monthly saving: simple
@@ -450,6 +466,7 @@ def report_recommendations(
         return
     first = start or events[0].finished_at
     period_days = max(Decimal(1), Decimal(str(round((now - first).total_seconds() / 86400, 6))))
+    prompts = ledger_prompts(st.config, start) if near_duplicates else []
     found = recommend(
         events,
         price=catalog_pricer(st.catalog, now),
@@ -461,6 +478,18 @@ def report_recommendations(
         prompt_hashes={e.event_id: e.prompt_hash for e in events if e.prompt_hash} or None,
         **self_hosted_capacity(st.config, first, now),
     )
+    if near_duplicates:
+        if not prompts:
+            err_console.print(
+                "no retained prompts in the period: turn on gateway.prompt_retention to find near duplicates"
+            )
+        else:
+            from ..cache import MiniLMEmbedder, SemanticCache
+            from ..insights.near_duplicates import semantic_cache_candidates
+
+            cache = SemanticCache(MiniLMEmbedder(), max_entries=max(1000, len(prompts)))
+            found += semantic_cache_candidates(events, prompts, cache, period_days=period_days)
+            found.sort(key=lambda r: (-r.estimated_monthly_saving, r.kind, r.title))
     if as_json:
         from dataclasses import asdict
 

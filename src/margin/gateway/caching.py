@@ -78,29 +78,18 @@ def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, header
     )
 
 
-_NOT_FINGERPRINTED = frozenset({"model", "messages", "system", "tools"})
-
-
 async def semantic_lookup(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> CacheDecision:
     """After an exact miss on a route with a semantic cache: embed the last user turn (in a worker thread:
     ~6 ms of CPU) and look for an answer to a question that means the same under the same context."""
     cache = gw.semantic_caches.get(decision.lever or "")
     if cache is None or decision.status != "miss" or decision.partition is None:
         return decision
-    from ..cache import context_fingerprint, semantic_text
+    from ..cache import semantic_key
 
-    body = ctx.client_body
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-    text = semantic_text(messages)
-    if not text:
+    key = semantic_key(ctx.client_body)
+    if key is None:
         return decision
-    fingerprint = context_fingerprint(
-        str(body.get("model")),
-        messages,
-        system=body.get("system"),
-        tools=body.get("tools"),
-        params={k: v for k, v in body.items() if k not in _NOT_FINGERPRINTED},
-    )
+    fingerprint, text = key
     found = await asyncio.to_thread(cache.lookup_detailed, decision.partition, fingerprint, text)
     state = SemanticState(cache, decision.partition, fingerprint, text, found.vector)
     hit = found.hit
