@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..errors import MarginError
 from ..keys import new_virtual_key
 from ..store.base import GROUP_BY_CHOICES, VirtualKey
 from .errors import GatewayError, render_error
@@ -81,6 +82,11 @@ def _admin(
             return await handler(request)
         except GatewayError as exc:
             status, body, headers = render_error(exc, wire="openai")
+            return Response(body, status_code=status, media_type="application/json", headers=headers)
+        except MarginError as exc:  # e.g. the ledger cannot record or read: 503 with what happened, not a 500
+            status, body, headers = render_error(
+                GatewayError(exc.message, status=exc.http_status, error_type=exc.error_type), wire="openai"
+            )
             return Response(body, status_code=status, media_type="application/json", headers=headers)
         except ValueError as exc:
             status, body, headers = render_error(
