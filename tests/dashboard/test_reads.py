@@ -1,0 +1,124 @@
+"""Each page read from a real ledger (margin.dashboard._reads): its numbers are the ledger's."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from margin.config import PricesConfig
+from margin.dashboard._data import period_of
+from margin.dashboard._reads import PAGES, Sources, read_page
+from margin.gateway.config import BudgetConfig
+from margin.pricing import Catalog, load_price_data
+from margin.store.sqlite import SQLiteLedger
+from margin.usage import UsageEvent
+
+NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+MONTH_START = NOW.replace(day=1, hour=0, minute=0)
+
+
+def _event(i, when, tags, cost, *, model="gpt-4o-mini", task=None, max_tokens=None):
+    return UsageEvent(
+        event_id=f"e{i}",
+        request_id=f"r{i}",
+        attempt=0,
+        started_at=when,
+        finished_at=when,
+        status="ok",
+        endpoint="chat.completions",
+        requested_model=model,
+        served_model=model,
+        provider="openai",
+        tags=tags,
+        input_tokens=100,
+        output_tokens=20,
+        list_cost=Decimal(cost),
+        effective_cost=Decimal(cost),
+        task_id=task,
+        max_tokens=max_tokens,
+    )
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    events = []
+    # This month (the first hours of the 1st, so they are in the month whatever today is): ml and web.
+    for i in range(30):
+        when = MONTH_START + timedelta(minutes=i)
+        events.append(
+            _event(i, when, {"team": "ml", "project": "search", "feature": "qa"}, "0.001", task="t-1", max_tokens=4096)
+        )
+    events.append(_event(100, MONTH_START, {"team": "web"}, "0.25", model="gpt-4o"))
+    events.append(_event(101, MONTH_START - timedelta(days=3), {"team": "ml"}, "9"))  # last month
+
+    async def seed():
+        store = SQLiteLedger(tmp_path / "ledger.db")
+        for event in events:
+            await store.write_event(event)
+        await store.write_alert("spend_spike", "spend spike on team=ml", scope="team=ml", data={"delivered": True})
+        return store
+
+    store = asyncio.run(seed())
+    store.set_task_outcome("t-1", "success")
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    return Sources(
+        budgets=[
+            BudgetConfig(name="ml-month", scope="team", value="ml", period="month", amount=Decimal(1)),
+            BudgetConfig(name="daily", scope="global", period="day", amount=Decimal(1)),  # not a month budget
+        ],
+        catalog=Catalog.from_data(load_price_data(tmp_path_factory.mktemp("home")), PricesConfig()),
+        default_max_tokens=4096,
+    )
+
+
+def test_every_page_reads(ledger, sources):
+    for name in PAGES:
+        page = read_page(ledger, name, period_of(None, NOW), sources)
+        assert page.period.period == NOW.strftime("%Y-%m")
+
+
+def test_overview_numbers_are_the_ledgers(ledger, sources):
+    page = read_page(ledger, "overview", period_of(None, NOW), sources)
+    (spend,) = ledger.spend(MONTH_START, None, None)
+    assert page.total["effective_cost"] == spend.effective_cost == Decimal("0.28")
+    assert page.total["requests"] == 31
+    (budget,) = page.budgets  # the month budget only, on ml
+    assert (budget.name, budget.group, budget.spent, budget.cap) == ("ml-month", "ml", Decimal("0.030"), 1)
+    drivers = {(d.dimension, d.group): d.effective_cost for d in page.drivers}
+    assert drivers[("team", "web")] == Decimal("0.25") and drivers[("project", "search")] == Decimal("0.03")
+    assert drivers[("project", None)] == Decimal("0.25")  # web's spend carries no project tag
+    assert page.forecast is not None and page.forecast.spent == Decimal("0.28")
+
+
+def test_breakdowns_and_tasks_are_the_ledgers(ledger, sources):
+    teams = read_page(ledger, "teams", period_of(None, NOW), sources)
+    by_spend = {r.group: r.effective_cost for r in ledger.spend(MONTH_START, None, "team")}
+    assert {r["group"]: r["effective_cost"] for r in teams.rows} == by_spend
+    assert sum(c for _, _, c in teams.daily) == sum(by_spend.values())
+    projects = read_page(ledger, "projects", period_of(None, NOW), sources)
+    assert {r["group"]: r["effective_cost"] for r in projects.rows} == {
+        "search": Decimal("0.03"),
+        None: Decimal("0.25"),
+    }
+    tasks = read_page(ledger, "tasks", period_of(None, NOW), sources)
+    assert tasks.summary["succeeded"] == 1 and tasks.summary["cost_per_successful_task"] == Decimal("0.03")
+    previous = MONTH_START - timedelta(days=1)
+    last_month = read_page(ledger, "teams", period_of(previous.strftime("%Y-%m"), NOW), sources)
+    assert [(r["group"], r["effective_cost"]) for r in last_month.rows] == [("ml", Decimal(9))]
+
+
+def test_alerts_and_recommendations_pages(ledger, sources):
+    alerts = read_page(ledger, "alerts", period_of(None, NOW), sources)
+    assert [(a.kind, a.delivered) for a in alerts.alerts] == [("spend_spike", True)]
+    recommendations = read_page(ledger, "recommendations", period_of(None, NOW), sources)
+    assert recommendations.events == 31 and not recommendations.truncated
+    # 30 requests on one route all reserving the gateway's default max_tokens: the max_tokens rule fires.
+    assert "max_tokens_loose" in {r.kind for r in recommendations.items}
