@@ -179,7 +179,9 @@ def daily_trend(days: Sequence[DaySpend]) -> dict[str, Any]:
         barmode="overlay",
         xaxis={"type": "date", "tickformat": "%d %b", "gridcolor": "#f0f2f4"},
         yaxis=_money_axis(title={"text": "per day"}),
-        yaxis2=_money_axis(title={"text": "cumulative"}, overlaying="y", side="right", showgrid=False),
+        yaxis2=_money_axis(
+            title={"text": "cumulative"}, overlaying="y", side="right", showgrid=False, tickmode="auto", nticks=6
+        ),
         margin={"l": 64, "r": 64, "t": 16, "b": 40},
     )
     return _figure(data, layout)
@@ -245,6 +247,7 @@ def stacked_daily(days: Sequence[date], rows: Sequence[tuple[date, str | None, D
         )
     layout = _layout(
         barmode="stack",
+        legend={"orientation": "h", "x": 0, "y": 1.12, "traceorder": "normal"},
         xaxis={"type": "date", "tickformat": "%d %b"},
         yaxis=_money_axis(),
     )
@@ -352,6 +355,7 @@ def showback_bars(rows: Sequence[Mapping[str, Any]], by: str, categories: Sequen
         )
     layout = _layout(
         barmode="stack",
+        legend={"orientation": "h", "x": 0, "y": 1.12, "traceorder": "normal"},
         height=max(220, 30 * len(groups) + 90),
         yaxis={"type": "category", "autorange": "reversed", "automargin": True},
         xaxis=_money_axis(),
