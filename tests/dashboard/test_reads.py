@@ -113,6 +113,10 @@ def test_breakdowns_and_tasks_are_the_ledgers(ledger, sources):
     previous = MONTH_START - timedelta(days=1)
     last_month = read_page(ledger, "teams", period_of(previous.strftime("%Y-%m"), NOW), sources)
     assert [(r["group"], r["effective_cost"]) for r in last_month.rows] == [("ml", Decimal(9))]
+    closed = read_page(ledger, "overview", period_of(previous.strftime("%Y-%m"), NOW), sources)
+    assert closed.forecast is None and not any(d.projected for d in closed.daily)
+    (budget,) = closed.budgets  # judged on what was spent: $9 of $1
+    assert (budget.group, budget.spent, budget.status, budget.projected) == ("ml", Decimal(9), "over_hard_limit", None)
 
 
 def test_alerts_and_recommendations_pages(ledger, sources):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -116,12 +117,12 @@ def _status(status: str) -> str:
     return f'<span class="status status-{esc(status)}">{esc(STATUS_LABELS.get(status, status))}</span>'
 
 
+@dataclass(frozen=True)
 class Column:
     """A table column: its header and whether it holds numbers (right-aligned)."""
 
-    def __init__(self, header: str, numeric: bool = False) -> None:
-        self.header = header
-        self.numeric = numeric
+    header: str
+    numeric: bool = False
 
 
 def _table(
