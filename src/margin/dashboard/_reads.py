@@ -37,7 +37,7 @@ PAGES = ("overview", "teams", "projects", "features", "models", "alerts", "recom
 # The forecast fits on up to 28 full days before today; a month's 1st needs the month before.
 FORECAST_HISTORY = timedelta(days=35)
 # Recommendations read events one by one; a bound keeps a page view from reading a huge month whole.
-MAX_RECOMMENDATION_EVENTS = 200_000
+MAX_RECOMMENDATION_EVENTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def read_page(ledger: Any, name: str, period: Period, sources: Sources) -> Page:
     if name in BREAKDOWNS:
         title, dimension, rollup_by, daily_by = BREAKDOWNS[name]
         rows = ledger.rollup_breakdown(start, end, rollup_by)
-        daily = ledger.daily_spend(start, end, daily_by) if daily_by else []
+        daily = _daily(ledger, start, end, daily_by) if daily_by else []
         return breakdown_page(name, title, dimension, period, rows, daily)
     if name == "alerts":
         hourly = ledger.hourly_spend(start, end, None)
@@ -103,16 +103,38 @@ def _overview(ledger: Any, period: Period, sources: Sources) -> Page:
     rows: list[Any] = []
     if period.is_current:
         since = start - FORECAST_HISTORY
-        daily = {scope: ledger.daily_spend(since, None, scope) for scope in scopes | {None}}
+        daily = {scope: _daily(ledger, since, end, scope) for scope in scopes | {None}}
         forecast = scope_forecasts(daily[None], period.now, None)[None]
         rows = budget_rows(daily, budgets, period.now)
     elif period.is_closed and budgets:
         spent: dict[str | None, dict[str | None, Decimal]] = {}
         for scope in scopes:
-            found = ledger.spend(start, end, scope)
-            spent[scope] = {r.group: r.effective_cost for r in found}
+            if scope is None:
+                spent[None] = {None: overview["total"]["effective_cost"]}
+            elif (by := _ROLLUP_SCOPES.get(scope, scope if scope.startswith("tag:") else None)) is not None:
+                spent[scope] = {r["group"]: r["effective_cost"] for r in ledger.rollup_breakdown(start, end, by)}
+            else:  # keys are not in the rollups
+                spent[scope] = {r.group: r.effective_cost for r in ledger.spend(start, end, scope)}
         rows = closed_budget_rows(spent, budgets)
     return overview_page(period, overview, forecast=forecast, budgets=rows, dimensions=dimensions)
+
+
+# Budget scopes the hourly rollups can group by (their rollup_breakdown name); key budgets read the events.
+_ROLLUP_SCOPES = {"team": "team", "model": "model", "feature": "feature", "project": "tag:project", "user": "tag:user"}
+
+
+def _daily(ledger: Any, since: Any, until: Any, by: str | None) -> list[tuple[str, str | None, Decimal]]:
+    """``(day, group, effective cost)`` rows. From the hourly rollups where they hold the grouping (the whole
+    ledger, teams): a month of a million events reads in a fraction of a second, exact to the nano-dollar.
+    Other groupings sum the events themselves (``daily_spend``, exact, seconds at that size)."""
+    if by is None:
+        return [(r["group"], None, r["effective_cost"]) for r in ledger.rollup_breakdown(since, until, "day")]
+    if by == "team":
+        days: dict[tuple[str, str | None], Decimal] = {}
+        for hour, team, cost, _ in ledger.hourly_spend(since, until, "team"):
+            days[(hour[:10], team)] = days.get((hour[:10], team), Decimal(0)) + cost
+        return [(day, team, cost) for (day, team), cost in sorted(days.items(), key=lambda item: item[0][0])]
+    return ledger.daily_spend(since, until, by)
 
 
 def _recommendations(ledger: Any, period: Period, sources: Sources) -> Page:
