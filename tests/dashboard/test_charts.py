@@ -64,14 +64,7 @@ def test_page_figures_are_plain_json_with_no_decimal():
         breakdown_page("teams", "t", "team", period, [], []),
         breakdown_page("weekly", "w", "week", period, []),
         tasks_page(period, [("t1", 2, Decimal("0.5"), "success")]),
-        alerts_page(
-            period,
-            [],
-            [],
-            [("2026-11-02T03", None, Decimal("0.25"), 1)],
-            spike_multiple=Decimal(3),
-            min_hourly_cost=Decimal(1),
-        ),
+        alerts_page(period, [], [], [("2026-11-02T03", None, Decimal("0.25"), 1, 0)], settings={}),
     ]
     for page in pages:
         for chart in page_charts(page):

@@ -154,10 +154,11 @@ def test_alerts_page_keeps_the_periods_alerts_and_marks_anomalies_already_alerte
     ]
     hour = datetime(2026, 11, 19, 3, tzinfo=UTC)
     anomalies = [_anomaly(hour, "team=ml", "k-sent"), _anomaly(hour, "global", "k-new")]
-    hourly = [("2026-11-01T05", None, Decimal("0.5"), 3), ("2026-11-01T05", "ml", Decimal("0.5"), 3)]
-    page = alerts_page(period, stored, anomalies, hourly, spike_multiple=Decimal(3), min_hourly_cost=Decimal(1))
+    hourly = [("2026-11-01T05", None, Decimal("0.5"), 3, 0), ("2026-11-01T05", "ml", Decimal("0.5"), 3, 0)]
+    page = alerts_page(period, stored, anomalies, hourly, settings={"spike_multiple": 3})
     assert [(a.message, a.delivered) for a in page.alerts] == [("m", False)]  # October's alert is not November's
     assert {a.scope: a.alerted for a in page.anomalies} == {"team=ml": True, "global": False}
+    assert all(a.spend == Decimal(10) for a in page.anomalies)  # spend spikes carry the hour's spend
     # Every hour from the 1st through the current hour, zero where nothing was spent.
     assert len(page.hourly) == 19 * 24 + 13 and page.hourly[0] == (datetime(2026, 11, 1, tzinfo=UTC), 0)
     assert page.hourly[5] == (datetime(2026, 11, 1, 5, tzinfo=UTC), Decimal("0.5"))

@@ -126,3 +126,27 @@ def test_alerts_and_recommendations_pages(ledger, sources):
     assert recommendations.events == 31 and not recommendations.truncated
     # 30 requests on one route all reserving the gateway's default max_tokens: the max_tokens rule fires.
     assert "max_tokens_loose" in {r.kind for r in recommendations.items}
+
+
+def test_alerts_page_runs_the_watchs_rules_over_the_month(tmp_path, sources):
+    month_end = datetime(2026, 11, 1, tzinfo=UTC)
+    events = [_event(i, month_end - timedelta(hours=h), {"team": "ml"}, "1.00") for i, h in enumerate(range(2, 40))]
+    events += [_event(100 + m, month_end - timedelta(minutes=30 + m), {"team": "ml"}, "5.00") for m in (1, 2)]
+
+    async def seed():
+        store = SQLiteLedger(tmp_path / "spiky.db")
+        for event in events:
+            await store.write_event(event)
+        return store
+
+    store = asyncio.run(seed())
+    try:
+        page = read_page(store, "alerts", period_of("2026-10", datetime(2026, 11, 20, tzinfo=UTC)), sources)
+    finally:
+        store.close()
+    spikes = [a for a in page.anomalies if a.rule == "spend_spike"]
+    # $10 in the month's last hour against $1 an hour before: overall and for ml, not yet alerted.
+    assert sorted(a.scope for a in spikes) == ["global", "team=ml"]
+    assert all(a.spend == Decimal(10) and not a.alerted for a in spikes)
+    assert spikes[0].window_start == datetime(2026, 10, 31, 23, tzinfo=UTC)
+    assert len(page.hourly) == 31 * 24 and page.hourly[-1][1] == Decimal(10)

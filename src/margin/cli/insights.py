@@ -49,11 +49,9 @@ def _page_sources(config: MarginConfig) -> Any:
     """What the report pages need from the config (the same settings the gateway's dashboard uses)."""
     from ..dashboard.report import Sources
 
-    alerts = config.insights.alerts
     return Sources(
         budgets=config.gateway.budgets,
-        spike_multiple=alerts.spike_multiple,
-        min_hourly_cost=alerts.min_hourly_cost,
+        alerts=config.insights.alerts,
         default_max_tokens=config.gateway.default_max_tokens,
     )
 

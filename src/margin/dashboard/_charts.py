@@ -270,15 +270,16 @@ def hourly_spend(series: Sequence[tuple[datetime, Decimal]], spikes: Sequence[An
             "fillcolor": "rgba(76,120,168,0.15)",
         }
     ]
+    spikes = [s for s in spikes if s.spend is not None]  # spend spikes: the rules measured in dollars per hour
     if spikes:
         data.append(
             {
                 "type": "scatter",
                 "mode": "markers",
                 "name": "spend spike",
-                "x": [s.hour.isoformat() for s in spikes],
-                "y": [_draw(s.cost) for s in spikes],
-                "customdata": [f"{_label(s.scope, full=True)}: {format_usd(s.cost)}" for s in spikes],
+                "x": [s.window_start.isoformat() for s in spikes],
+                "y": [_draw(s.spend) for s in spikes],
+                "customdata": [f"{_label(s.scope, full=True)}: {format_usd(s.spend)}" for s in spikes],
                 "hovertemplate": "%{x|%d %b %H:00} %{customdata}<extra>spike</extra>",
                 "marker": {"color": PALETTE[3], "size": 10, "symbol": "diamond"},
             }

@@ -270,15 +270,16 @@ class AlertRow:
 
 @dataclass(frozen=True, kw_only=True)
 class AnomalyRow:
-    """A spend spike found in the period's hourly spend, and whether the watch has alerted on it."""
+    """An anomaly the watch's rules find in the period (spend spike, cost per request jump, fallback rate rise),
+    and whether the watch has alerted on it."""
 
     rule: str
     scope: str
-    hour: datetime
-    cost: Decimal
-    baseline: Decimal  # the trailing day's hourly average
+    window_start: datetime
+    window_end: datetime
     message: str
     alerted: bool
+    spend: Decimal | None  # the hour's spend, for spend spikes (drawn on the hourly chart); None for other rules
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,22 +290,24 @@ class AlertsPage:
     alerts: Sequence[AlertRow]
     anomalies: Sequence[AnomalyRow]
     hourly: Sequence[tuple[datetime, Decimal]]  # the whole ledger's spend per hour of the period
-    spike_multiple: Decimal
-    min_hourly_cost: Decimal
+    settings: Mapping[str, Any]  # the rules' thresholds (insights.alerts), shown with the table
+
+
+SPEND_SPIKE = "spend_spike"
 
 
 def alerts_page(
     period: Period,
     stored: Iterable[Any],
     anomalies: Iterable[Any],
-    hourly: Iterable[tuple[str, str | None, Decimal, int]],
+    hourly: Iterable[Sequence[Any]],
     *,
-    spike_multiple: Decimal,
-    min_hourly_cost: Decimal,
+    settings: Mapping[str, Any],
 ) -> AlertsPage:
-    """``stored``: the ledger's alerts (kept when created in the period); ``anomalies``: spend spikes found in
-    the period's hourly rows (``insights.anomaly`` records); ``hourly``: ``hourly_spend`` rows of the whole
-    ledger (group None)."""
+    """``stored``: the ledger's alerts (kept when created in the period); ``anomalies``: what the watch's rules
+    find in the period (``insights.anomaly`` records); ``hourly``: ``hourly_spend`` rows ``(hour, team or None,
+    cost, ...)``, of which the whole ledger's (team None) are drawn."""
+    stored = list(stored)
     alerts = [
         AlertRow(
             created_at=a.created_at,
@@ -321,30 +324,23 @@ def alerts_page(
         AnomalyRow(
             rule=a.rule,
             scope=a.scope,
-            hour=a.window_start,
-            cost=a.value,
-            baseline=a.baseline,
+            window_start=a.window_start,
+            window_end=a.window_end,
             message=a.message,
             alerted=a.dedup_key in seen,
+            spend=a.value if a.rule == SPEND_SPIKE else None,
         )
         for a in anomalies
     ]
-    found.sort(key=lambda a: (a.hour, a.scope), reverse=True)
+    found.sort(key=lambda a: (a.window_start, a.rule, a.scope), reverse=True)
     # Every hour of the period so far, zero where nothing was spent, so the chart's time axis is the period's.
-    spent = {hour: cost for hour, group, cost, _ in hourly if group is None}
+    spent = {row[0]: row[2] for row in hourly if row[1] is None}
     series = []
     moment = period.start
     while moment < min(period.end, period.now + timedelta(hours=1)):
         series.append((moment, spent.get(f"{moment:%Y-%m-%dT%H}", ZERO)))
         moment += timedelta(hours=1)
-    return AlertsPage(
-        period=period,
-        alerts=alerts,
-        anomalies=found,
-        hourly=series,
-        spike_multiple=spike_multiple,
-        min_hourly_cost=min_hourly_cost,
-    )
+    return AlertsPage(period=period, alerts=alerts, anomalies=found, hourly=series, settings=dict(settings))
 
 
 # -- recommendations ------------------------------------------------------------------------------------------------

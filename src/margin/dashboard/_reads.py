@@ -5,14 +5,15 @@ directly for ``margin report ... --html``. Everything after the reads is pure (_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from ..config import AlertsConfig
 from ..insights.recommend import catalog_pricer, recommend
 from ..insights.reports import budget_rows, closed_budget_rows, observed_days, scope_forecasts
-from ..insights.watch import find_anomalies
+from ..insights.watch import find_anomalies, hourly_rows
 from ._data import (
     Page,
     Period,
@@ -42,13 +43,12 @@ MAX_RECOMMENDATION_EVENTS = 100_000
 
 @dataclass(frozen=True)
 class Sources:
-    """What the pages need besides the ledger: the configured budgets (``gateway.budgets``), the spike rule's
-    settings (``insights.alerts``), the price catalog (recommendations reprice usage) and the gateway's
+    """What the pages need besides the ledger: the configured budgets (``gateway.budgets``), the anomaly rules'
+    settings (``insights.alerts``, an AlertsConfig), the price catalog (recommendations reprice usage) and the gateway's
     default max_tokens (the max_tokens rule)."""
 
     budgets: Sequence[Any] = ()
-    spike_multiple: Decimal = Decimal(3)
-    min_hourly_cost: Decimal = Decimal(1)
+    alerts: Any = field(default_factory=AlertsConfig)
     catalog: Any = None
     default_max_tokens: int | None = None
 
@@ -70,17 +70,12 @@ def read_page(ledger: Any, name: str, period: Period, sources: Sources) -> Page:
         return breakdown_page(name, title, dimension, period, rows, daily)
     if name == "alerts":
         hourly = ledger.hourly_spend(start, end, None)
-        per_team = ledger.hourly_spend(start, end, "team")
-        # The rule the anomaly watch runs, over the whole period instead of its last two days.
-        spikes = find_anomalies(hourly + per_team, multiple=sources.spike_multiple, min_cost=sources.min_hourly_cost)
-        return alerts_page(
-            period,
-            ledger.alerts(limit=1000),
-            spikes,
-            hourly,
-            spike_multiple=sources.spike_multiple,
-            min_hourly_cost=sources.min_hourly_cost,
-        )
+        rows = hourly + ledger.hourly_spend(start, end, "team")
+        # The watch's hourly and daily rules over the whole period instead of its last days (its dominance and
+        # budget rules need more reads: budgets are on the overview).
+        found = find_anomalies(hourly_rows(rows), sources.alerts, now=min(period.now, end))
+        settings = sources.alerts.model_dump() if hasattr(sources.alerts, "model_dump") else {}
+        return alerts_page(period, ledger.alerts(limit=1000), found, hourly, settings=settings)
     if name == "recommendations":
         return _recommendations(ledger, period, sources)
     if name == "tasks":
@@ -131,7 +126,7 @@ def _daily(ledger: Any, since: Any, until: Any, by: str | None) -> list[tuple[st
         return [(r["group"], None, r["effective_cost"]) for r in ledger.rollup_breakdown(since, until, "day")]
     if by == "team":
         days: dict[tuple[str, str | None], Decimal] = {}
-        for hour, team, cost, _ in ledger.hourly_spend(since, until, "team"):
+        for hour, team, cost, *_ in ledger.hourly_spend(since, until, "team"):
             days[(hour[:10], team)] = days.get((hour[:10], team), Decimal(0)) + cost
         return [(day, team, cost) for (day, team), cost in sorted(days.items(), key=lambda item: item[0][0])]
     return ledger.daily_spend(since, until, by)

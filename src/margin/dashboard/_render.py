@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -105,6 +105,12 @@ def _pct(value: Decimal) -> str:
 
 def _when(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _window(start: datetime, end: datetime) -> str:
+    if end - start == timedelta(hours=1):
+        return f"{start:%Y-%m-%d %H:00} UTC"
+    return f"{start:%Y-%m-%d %H:%M} - {end:%Y-%m-%d %H:%M} UTC"
 
 
 def _group(value: Any, none: str = "(none)") -> str:
@@ -324,29 +330,21 @@ def _breakdown(page: BreakdownPage, charts: list[Chart]) -> str:
 def _alerts(page: AlertsPage, charts: list[Chart]) -> str:
     anomalies = _table(
         "anomalies",
-        [
-            Column("hour"),
-            Column("scope"),
-            Column("cost", True),
-            Column("trailing hourly average", True),
-            Column("message"),
-            Column("alerted"),
-        ],
+        [Column("window"), Column("rule"), Column("scope"), Column("message"), Column("alerted")],
         [
             (
                 a.scope,
                 [
-                    esc(_when(a.hour)),
+                    esc(_window(a.window_start, a.window_end)),
+                    esc(a.rule.replace("_", " ")),
                     esc(a.scope),
-                    usd(a.cost),
-                    usd(a.baseline),
                     esc(a.message),
                     "yes" if a.alerted else '<span class="muted">not yet</span>',
                 ],
             )
             for a in page.anomalies
         ],
-        empty="No spend spikes in this period.",
+        empty="No anomalies in this period.",
     )
     stored = _table(
         "alerts",
@@ -366,15 +364,19 @@ def _alerts(page: AlertsPage, charts: list[Chart]) -> str:
         ],
         empty="No alerts stored in this period.",
     )
+    settings = page.settings
     rule = _notes(
         [
-            f"A spend spike is an hour costing more than {page.spike_multiple} x the trailing day's hourly average "
-            f"(and at least {format_usd(page.min_hourly_cost)}), overall or per team (insights.alerts)."
+            "The anomaly watch's rules over the month, overall and per team (insights.alerts): an hour costing more "
+            f"than {settings.get('spike_multiple')} x the trailing day's hourly average (and at least "
+            f"{format_usd(Decimal(str(settings.get('min_hourly_cost', 0))))}), an hour's cost per request above "
+            f"{settings.get('cost_per_request_multiple')} x the trailing day's, and the last complete day's "
+            f"fallback rate above {settings.get('fallback_multiple')} x the week before."
         ]
     )
     return (
         "".join(_chart(c) for c in charts)
-        + _card("Spend spikes", rule + anomalies, key="anomalies")
+        + _card("Anomalies", rule + anomalies, key="anomalies")
         + _card("Stored alerts", stored, key="alerts")
     )
 

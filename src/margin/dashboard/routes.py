@@ -128,11 +128,10 @@ def _same_origin(request: Request) -> bool:
 
 def dashboard_routes(gw: Gateway) -> list[Route]:
     keys = dashboard_keys(gw)
-    alerts = gw.alerts or AlertsConfig()
     sources = Sources(
         budgets=gw.config.budgets,
-        spike_multiple=alerts.spike_multiple,
-        min_hourly_cost=alerts.min_hourly_cost,
+        # The watch's settings when it runs; its defaults otherwise (the gateway keeps insights.alerts only then).
+        alerts=gw.alerts or AlertsConfig(),
         catalog=gw.catalog,
         default_max_tokens=gw.config.default_max_tokens,
     )
