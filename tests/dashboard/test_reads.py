@@ -1,10 +1,12 @@
-"""Each page read from a real ledger (margin.dashboard._reads): its numbers are the ledger's."""
+"""Each page read from a real ledger (margin.dashboard._reads), SQLite and PostgreSQL: its numbers are the
+ledger's."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -42,26 +44,41 @@ def _event(i, when, tags, cost, *, model="gpt-4o-mini", task=None, max_tokens=No
     )
 
 
+def _open(backend: str, tmp_path, request) -> Any:
+    """A fresh ledger on ``backend``: a SQLite file, or a database on the session's throwaway PostgreSQL."""
+    if backend == "sqlite":
+        return SQLiteLedger(tmp_path / "ledger.db")
+    from margin.store.postgres import PostgresLedger
+
+    return PostgresLedger(request.getfixturevalue("pg_database"))
+
+
+def _write(store: Any, events: list[UsageEvent]) -> None:
+    async def go():
+        for event in events:
+            await store.write_event(event)
+        await store.write_alert("spend_spike", "spend spike on team=ml", scope="team=ml", data={"delivered": True})
+
+    asyncio.run(go())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def ledger(tmp_path):
+def ledger(backend, tmp_path, request):
     events = []
     # This month (the first hours of the 1st, so they are in the month whatever today is): ml and web.
     for i in range(30):
         when = MONTH_START + timedelta(minutes=i)
-        events.append(
-            _event(i, when, {"team": "ml", "project": "search", "feature": "qa"}, "0.001", task="t-1", max_tokens=4096)
-        )
+        tags = {"team": "ml", "project": "search", "feature": "qa"}
+        events.append(_event(i, when, tags, "0.001", task="t-1", max_tokens=4096))
     events.append(_event(100, MONTH_START, {"team": "web"}, "0.25", model="gpt-4o"))
     events.append(_event(101, MONTH_START - timedelta(days=3), {"team": "ml"}, "9"))  # last month
-
-    async def seed():
-        store = SQLiteLedger(tmp_path / "ledger.db")
-        for event in events:
-            await store.write_event(event)
-        await store.write_alert("spend_spike", "spend spike on team=ml", scope="team=ml", data={"delivered": True})
-        return store
-
-    store = asyncio.run(seed())
+    store = _open(backend, tmp_path, request)
+    _write(store, events)
     store.set_task_outcome("t-1", "success")
     yield store
     store.close()
@@ -128,19 +145,13 @@ def test_alerts_and_recommendations_pages(ledger, sources):
     assert "max_tokens_loose" in {r.kind for r in recommendations.items}
 
 
-def test_alerts_page_runs_the_watchs_rules_over_the_month(tmp_path, sources):
+def test_alerts_page_runs_the_watchs_rules_over_the_month(backend, tmp_path, request, sources):
     month_end = datetime(2026, 11, 1, tzinfo=UTC)
     events = [_event(i, month_end - timedelta(hours=h), {"team": "ml"}, "1.00") for i, h in enumerate(range(2, 40))]
     events += [_event(100 + m, month_end - timedelta(minutes=30 + m), {"team": "ml"}, "5.00") for m in (1, 2)]
-
-    async def seed():
-        store = SQLiteLedger(tmp_path / "spiky.db")
-        for event in events:
-            await store.write_event(event)
-        return store
-
-    store = asyncio.run(seed())
+    store = _open(backend, tmp_path, request)
     try:
+        _write(store, events)
         page = read_page(store, "alerts", period_of("2026-10", datetime(2026, 11, 20, tzinfo=UTC)), sources)
     finally:
         store.close()
