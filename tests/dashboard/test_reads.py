@@ -161,3 +161,4 @@ def test_alerts_page_runs_the_watchs_rules_over_the_month(backend, tmp_path, req
     assert all(a.spend == Decimal(10) and not a.alerted for a in spikes)
     assert spikes[0].window_start == datetime(2026, 10, 31, 23, tzinfo=UTC)
     assert len(page.hourly) == 31 * 24 and page.hourly[-1][1] == Decimal(10)
+    assert page.settings["spike_multiple"] == 3 and "sinks" not in page.settings  # thresholds, never the sinks

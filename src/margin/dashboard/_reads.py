@@ -74,7 +74,8 @@ def read_page(ledger: Any, name: str, period: Period, sources: Sources) -> Page:
         # The watch's hourly and daily rules over the whole period instead of its last days (its dominance and
         # budget rules need more reads: budgets are on the overview).
         found = find_anomalies(hourly_rows(rows), sources.alerts, now=min(period.now, end))
-        settings = sources.alerts.model_dump() if hasattr(sources.alerts, "model_dump") else {}
+        # The thresholds only: the sinks (their variable names) are no business of a read-only page.
+        settings = {k: v for k, v in sources.alerts.model_dump().items() if k != "sinks"}
         return alerts_page(period, ledger.alerts(limit=1000), found, hourly, settings=settings)
     if name == "recommendations":
         return _recommendations(ledger, period, sources)
