@@ -12,6 +12,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -214,8 +215,14 @@ def _ledger_spend(gw: RunningGateway, by: str | None = None) -> dict[str | None,
     return {r["group"]: Decimal(r["effective_cost"]) for r in response.json()["rows"]}
 
 
-def _report(gw: RunningGateway, *args: str) -> dict[str, Any]:
-    return json.loads(gw.margin("report", *args, "--period", PERIOD, "--json").stdout)
+@pytest.fixture(scope="module")
+def reports(gw) -> dict[str, dict[str, Any]]:
+    """``margin report overview|teams|tasks --json`` on the seeded ledger, run side by side (each is a CLI
+    process start)."""
+    names = ("overview", "teams", "tasks")
+    with ThreadPoolExecutor(len(names)) as pool:
+        done = pool.map(lambda name: gw.margin("report", name, "--period", PERIOD, "--json").stdout, names)
+        return {name: json.loads(out) for name, out in zip(names, done, strict=True)}
 
 
 def _money(locator: Any) -> tuple[str, Decimal]:
@@ -223,10 +230,10 @@ def _money(locator: Any) -> tuple[str, Decimal]:
     return locator.inner_text(), Decimal(locator.get_attribute("data-exact"))
 
 
-def test_numbers_shown_are_the_ledgers(gw, signed_in):
+def test_numbers_shown_are_the_ledgers(gw, signed_in, reports):
     page, watch = signed_in
     spend = _ledger_spend(gw)[None]
-    overview = _report(gw, "overview")
+    overview = reports["overview"]
     page.goto(f"{gw.base_url}/dashboard?period={PERIOD}")
     shown, exact = _money(page.locator('[data-stat="mtd-effective"] .value .money'))
     assert exact == Decimal(overview["total"]["effective_cost"])  # the rollups, to the nano-dollar
@@ -237,7 +244,7 @@ def test_numbers_shown_are_the_ledgers(gw, signed_in):
 
     page.goto(f"{gw.base_url}/dashboard/teams?period={PERIOD}")
     by_team = _ledger_spend(gw, "team")
-    report = {r["group"]: Decimal(r["effective_cost"]) for r in _report(gw, "teams")["rows"]}
+    report = {r["group"]: Decimal(r["effective_cost"]) for r in reports["teams"]["rows"]}
     rows = page.locator('[data-table="groups"] tbody tr[data-group]')
     seen = {}
     for i in range(rows.count()):
@@ -251,7 +258,7 @@ def test_numbers_shown_are_the_ledgers(gw, signed_in):
     assert page.locator(f"text={EVIL_TEAM}").count() >= 1
 
     page.goto(f"{gw.base_url}/dashboard/tasks?period={PERIOD}")
-    tasks = _report(gw, "tasks")
+    tasks = reports["tasks"]
     _, per_success = _money(page.locator('[data-stat="cost-per-success"] .value .money'))
     assert per_success == Decimal(tasks["cost_per_successful_task"]) and tasks["succeeded"] == 1
     assert page.locator('[data-stat="tasks"] .value').inner_text() == str(tasks["tasks"])
@@ -288,7 +295,7 @@ def test_without_any_key_the_dashboard_says_what_to_set(browser, tmp_path):
         running.stop()
 
 
-def test_html_report_works_from_a_file_with_no_network(gw, browser, tmp_path):
+def test_html_report_works_from_a_file_with_no_network(gw, browser, reports, tmp_path):
     target = tmp_path / "teams.html"
     gw.margin("report", "teams", "--period", PERIOD, "--html", str(target))
     context = browser.new_context()
@@ -299,7 +306,7 @@ def test_html_report_works_from_a_file_with_no_network(gw, browser, tmp_path):
     assert len(charts) == 2 and all(c["svg"] and c["drawn"] for c in charts)
     total = page.locator('tr[data-group="TOTAL"] td').nth(5).locator(".money")
     assert Decimal(total.get_attribute("data-exact")) == sum(
-        Decimal(r["effective_cost"]) for r in _report(gw, "teams")["rows"]
+        Decimal(r["effective_cost"]) for r in reports["teams"]["rows"]
     )
     assert re.fullmatch(r"\$[\d,.]+", total.inner_text())
     context.close()
