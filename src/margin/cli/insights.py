@@ -4,9 +4,8 @@ direct spend by tag plus allocated shared costs, adding up exactly to the total)
 from __future__ import annotations
 
 import csv
-import html
-import re
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -15,8 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table as RichTable
 
-from ..config import margin_home
-from ..insights.attribution import AllocationRule, SharedCost, UsageSlice, showback
+from ..config import MarginConfig, margin_home
+from ..insights import reports
 from ..money import format_usd
 from ._common import err_console, out_console, plain_decimal, print_json, state
 from .gateway import open_ledger
@@ -29,14 +28,43 @@ report_app = typer.Typer(help="Reports on the ledger.", no_args_is_help=True)
 
 
 def month_bounds(period: str) -> tuple[datetime, datetime]:
-    """``2026-11`` -> (2026-11-01 00:00 UTC, 2026-12-01 00:00 UTC)."""
-    match = re.fullmatch(r"(\d{4})-(0[1-9]|1[0-2])", period)
-    if not match:
-        raise typer.BadParameter(f"a month like 2026-11, got {period!r}", param_hint="--period")
-    year, month = int(match[1]), int(match[2])
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
+    """``2026-11`` -> (2026-11-01 00:00 UTC, 2026-12-01 00:00 UTC); a usage error for anything else."""
+    try:
+        return reports.month_bounds(period)
+    except reports.PeriodError:
+        raise typer.BadParameter(f"a month like 2026-11, got {period!r}", param_hint="--period") from None
+
+
+_HTML_HELP = "Write a self-contained HTML report with charts (works offline) to this file."
+
+
+def _write_html(path: Path, page: Any, now: datetime) -> None:
+    from ..dashboard.report import write_report
+
+    size = write_report(path, page, generated_at=now)
+    out_console.print(f"wrote {path} ({size / 1_000_000:.1f} MB, self-contained)")
+
+
+def _page_sources(config: MarginConfig) -> Any:
+    """What the report pages need from the config (the same settings the gateway's dashboard uses)."""
+    from ..dashboard.report import Sources
+
+    return Sources(
+        budgets=config.gateway.budgets,
+        alerts=config.insights.alerts,
+        default_max_tokens=config.gateway.default_max_tokens,
+    )
+
+
+def _read_report_page(config: MarginConfig, name: str, period: str, now: datetime) -> Any:
+    """A dashboard page model for an HTML report, read from the ledger as the gateway's dashboard reads it."""
+    from ..dashboard.report import period_of, read_page
+
+    ledger = open_ledger(config)
+    try:
+        return read_page(ledger, name, period_of(period, now), _page_sources(config))
+    finally:
+        ledger.close()
 
 
 def _amount(text: str, option: str) -> Decimal:
@@ -187,7 +215,7 @@ def report_attribution(
     by: Annotated[str, typer.Option("--by", help="A tag: team, project, feature, cost_center, user, ...")] = "team",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-    html_file: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
+    html_file: Annotated[Path | None, typer.Option("--html", help=_HTML_HELP)] = None,
 ) -> None:
     """Showback for a month: each group's direct spend (by a tag, with an explicit 'unattributed' row), its
     share of the month's shared costs by the configured allocation rules, and tag coverage. Direct and
@@ -199,15 +227,14 @@ def report_attribution(
         usage = ledger.usage_by_tags(start, end)
     finally:
         ledger.close()
-    slices = [UsageSlice(tags=t, cost=c, input_tokens=i, output_tokens=o, requests=n) for t, c, i, o, n in usage]
-    shared = [SharedCost(name=n, category=c, amount=a) for n, _, c, a, _ in _shared_items(config, period)]
-    rules = [
-        AllocationRule(
-            category=r.category, method=r.method, basis=r.basis, activity_rates=r.activity_rates, among=r.among
-        )
-        for r in config.insights.allocation_rules
-    ]
-    report = showback(slices, shared, rules, by, required_tags=config.insights.required_tags, period=period)
+    report = reports.showback_from_ledger(
+        usage,
+        [(n, c, a) for n, _, c, a, _ in _shared_items(config, period)],
+        config.insights.allocation_rules,
+        by,
+        required_tags=config.insights.required_tags,
+        period=period,
+    )
     rows = report.rows()
     if as_json:
         print_json(report.as_dict())
@@ -219,8 +246,10 @@ def report_attribution(
             writer.writerow([plain_decimal(v) if isinstance(v, Decimal) else v for v in row.values()])
         return
     if html_file is not None:
-        html_file.write_text(_html(report.as_dict(), rows, by), encoding="utf-8")
-        out_console.print(f"wrote {html_file}")
+        from ..dashboard.report import attribution_page, period_of
+
+        now = datetime.now(UTC)
+        _write_html(html_file, attribution_page(period_of(period, now), report), now)
         return
     table = RichTable(title=f"Showback {period} by {by}", title_justify="left")
     for header in rows[0].keys() if rows else ():
@@ -236,26 +265,6 @@ def report_attribution(
         )
 
 
-def _html(document: dict[str, Any], rows: list[dict[str, Any]], by: str) -> str:
-    """A self-contained HTML page (no scripts, no network): the showback table and its totals."""
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in (rows[0].keys() if rows else ()))
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td>{html.escape(plain_decimal(v) if isinstance(v, Decimal) else str(v))}</td>" for v in r.values())
-        + "</tr>"
-        for r in rows
-    )
-    title = f"margin showback {document.get('period')} by {by}"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        f"<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by margin.</p></body></html>"
-    )
-
-
 @report_app.command("forecast")
 def report_forecast(
     ctx: typer.Context,
@@ -265,9 +274,7 @@ def report_forecast(
     """This month's spend so far and its projected total per group (burn rate of the last full days with
     day-of-week seasonality, and a 10-90% interval), with the status of the month budgets that apply and the
     day each would run out at the current rate."""
-    from datetime import date, timedelta
-
-    from ..insights.forecast import budget_status, month_end_forecast, runout_date
+    from datetime import timedelta
 
     config = state(ctx).config
     now = datetime.now(UTC)
@@ -277,46 +284,8 @@ def report_forecast(
         rows = ledger.daily_spend(since, None, by)
     finally:
         ledger.close()
-    series: dict[str | None, dict[date, Decimal]] = {}
-    for day, group, cost in rows:
-        series.setdefault(group, {})[date.fromisoformat(day)] = cost
-    if by is None:
-        series.setdefault(None, {})
     budgets = [b for b in config.gateway.budgets if b.period == "month"]
-    out = []
-    for group, daily in sorted(series.items(), key=lambda item: item[0] or ""):
-        forecast = month_end_forecast(daily, now)
-        entry: dict[str, Any] = {
-            "group": group if by else "(all)",
-            "spent": forecast.spent_to_date,
-            "projected": forecast.projected_total,
-            "low": forecast.low,
-            "high": forecast.high,
-            "method": forecast.method,
-            "budgets": [],
-        }
-        for budget in budgets:
-            applies = budget.scope == "global" if by is None else budget.scope == by and budget.value in (None, group)
-            if not applies:
-                continue
-            status = budget_status(
-                forecast.spent_to_date,
-                forecast.projected_total,
-                budget.amount,
-                warn=budget.warn,
-                review=budget.review,
-                block=budget.block,
-            )
-            runs_out = runout_date(
-                forecast.spent_to_date,
-                budget.amount,
-                forecast.base_rate,
-                today=forecast.as_of,
-                factors=forecast.by_weekday_factors,
-                today_remaining=forecast.today_remaining,
-            )
-            entry["budgets"].append({"name": budget.name, "cap": budget.amount, "status": status, "runs_out": runs_out})
-        out.append(entry)
+    out = reports.forecast_groups(rows, now, by, budgets)
     if as_json:
         print_json({"as_of": now, "by": by, "groups": out})
         return
@@ -364,31 +333,26 @@ def report_tasks(
     ctx: typer.Context,
     period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print every task as CSV.")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help=_HTML_HELP)] = None,
 ) -> None:
     """Cost per task and per SUCCESSFUL task: what all tasks cost (failed and unknown ones included, since
     their spend was needed to get the successes) divided by the tasks that succeeded."""
+    config = state(ctx).config
     start, end = month_bounds(period)
-    ledger = open_ledger(state(ctx).config)
+    if html_file is not None:
+        now = datetime.now(UTC)
+        _write_html(html_file, _read_report_page(config, "tasks", period, now), now)
+        return
+    ledger = open_ledger(config)
     try:
         tasks = ledger.task_costs(start, end)
     finally:
         ledger.close()
-    total = sum((cost for _, _, cost, _ in tasks), Decimal(0))
-    counts = {o: sum(1 for *_, outcome in tasks if outcome == o) for o in ("success", "failure", None)}
-    nano = Decimal("0.000000001")  # a nano-dollar: the ledger's resolution
-    per_task = (total / len(tasks)).quantize(nano) if tasks else None
-    per_success = (total / counts["success"]).quantize(nano) if counts["success"] else None
-    doc = {
-        "period": period,
-        "tasks": len(tasks),
-        "succeeded": counts["success"],
-        "failed": counts["failure"],
-        "unknown": counts[None],
-        "total_cost": total,
-        "cost_per_task": per_task,
-        "cost_per_successful_task": per_success,
-        "requests": sum(n for _, n, _, _ in tasks),
-    }
+    if as_csv:
+        _csv(["task_id", "requests", "cost", "outcome"], [[t, n, c, o or ""] for t, n, c, o in tasks])
+        return
+    doc = reports.task_summary(tasks, period)
     if as_json:
         print_json(doc)
         return
@@ -429,6 +393,30 @@ def self_hosted_capacity(config: Any, since: datetime, now: datetime) -> dict[st
         "tokens_per_gpu_hour": int(capacity / gpu_hours),
         "self_hosted_providers": [p.provider for p in pools],
     }
+
+
+def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """CSV on stdout with raw values: Decimals with every digit, so a spreadsheet gets exact numbers."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([plain_decimal(v) if isinstance(v, Decimal) else ("" if v is None else v) for v in row])
+
+
+_ROLLUP_FIELDS = (
+    "requests",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "list_cost",
+    "effective_cost",
+    "avoided_cost",
+)
+
+
+def _rollup_csv_rows(rows: Sequence[Mapping[str, Any]], *prefix: str) -> list[list[Any]]:
+    return [[*prefix, r["group"], *(r[name] for name in _ROLLUP_FIELDS)] for r in rows]
 
 
 @report_app.command("recommendations")
@@ -511,17 +499,32 @@ def report_overview(
     ctx: typer.Context,
     period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print every breakdown's rows as CSV.")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help=_HTML_HELP)] = None,
 ) -> None:
     """A month at a glance, from the hourly rollups (fast at any ledger size): spend, requests, tokens and
-    avoided spend, by model, team, status and day."""
+    avoided spend, by model, team, status and day. The HTML report is the dashboard's overview page: with the
+    month-end forecast, the month budgets and the top cost drivers."""
+    config = state(ctx).config
     start, end = month_bounds(period)
-    ledger = open_ledger(state(ctx).config)
+    if html_file is not None:
+        now = datetime.now(UTC)
+        _write_html(html_file, _read_report_page(config, "overview", period, now), now)
+        return
+    ledger = open_ledger(config)
     try:
         doc = ledger.overview(start, end)
     finally:
         ledger.close()
     if as_json:
         print_json({"period": period, **doc})
+        return
+    breakdowns = (("by model", "by_model"), ("by team", "by_team"), ("by status", "by_status"), ("by day", "by_day"))
+    if as_csv:
+        rows = _rollup_csv_rows([doc["total"]], "total")
+        for _, key in breakdowns:
+            rows += _rollup_csv_rows(doc[key], key)
+        _csv(["breakdown", "group", *_ROLLUP_FIELDS], rows)
         return
     total = doc["total"]
     out_console.print(
@@ -530,12 +533,7 @@ def report_overview(
         f"{total['input_tokens']:,} input / {total['output_tokens']:,} output tokens, "
         f"{format_usd(total['avoided_cost'])} avoided by caches"
     )
-    for title, key in (
-        ("by model", "by_model"),
-        ("by team", "by_team"),
-        ("by status", "by_status"),
-        ("by day", "by_day"),
-    ):
+    for title, key in breakdowns:
         table = RichTable(title=title, title_justify="left")
         for header in ("group", "events", "input tokens", "output tokens", "effective cost"):
             table.add_column(header, justify="left" if header == "group" else "right")
@@ -702,15 +700,25 @@ def simulate_command(
     out_console.print("assumptions: " + "; ".join(result.assumptions))
 
 
-def _breakdown(ctx: typer.Context, period: str, by: str, as_json: bool, title: str) -> None:
+def _breakdown(
+    ctx: typer.Context, page: str, period: str, by: str, title: str, as_json: bool, as_csv: bool, html: Path | None
+) -> None:
+    config = state(ctx).config
     start, end = month_bounds(period)
-    ledger = open_ledger(state(ctx).config)
+    if html is not None:
+        now = datetime.now(UTC)
+        _write_html(html, _read_report_page(config, page, period, now), now)
+        return
+    ledger = open_ledger(config)
     try:
         rows = ledger.rollup_breakdown(start, end, by)
     finally:
         ledger.close()
     if as_json:
         print_json({"period": period, "by": by, "rows": rows})
+        return
+    if as_csv:
+        _csv([by, *_ROLLUP_FIELDS], _rollup_csv_rows(rows))
         return
     table = RichTable(title=f"{title} {period}", title_justify="left")
     for header in (by, "events", "input tokens", "output tokens", "effective cost", "avoided by caches"):
@@ -729,27 +737,37 @@ def _breakdown(ctx: typer.Context, period: str, by: str, as_json: bool, title: s
 
 _PERIOD = Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")]
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+_CSV = Annotated[bool, typer.Option("--csv", help="Print CSV (exact values).")]
+_HTML = Annotated[Path | None, typer.Option("--html", help=_HTML_HELP)]
 
 
 @report_app.command("models")
-def report_models(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+def report_models(
+    ctx: typer.Context, period: _PERIOD, as_json: _JSON = False, as_csv: _CSV = False, html: _HTML = None
+) -> None:
     """Spend by served model for a month (from the hourly rollups)."""
-    _breakdown(ctx, period, "model", as_json, "Spend by model")
+    _breakdown(ctx, "models", period, "model", "Spend by model", as_json, as_csv, html)
 
 
 @report_app.command("teams")
-def report_teams(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+def report_teams(
+    ctx: typer.Context, period: _PERIOD, as_json: _JSON = False, as_csv: _CSV = False, html: _HTML = None
+) -> None:
     """Spend by team for a month (from the hourly rollups); `report attribution` adds shared costs."""
-    _breakdown(ctx, period, "team", as_json, "Spend by team")
+    _breakdown(ctx, "teams", period, "team", "Spend by team", as_json, as_csv, html)
 
 
 @report_app.command("features")
-def report_features(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+def report_features(
+    ctx: typer.Context, period: _PERIOD, as_json: _JSON = False, as_csv: _CSV = False, html: _HTML = None
+) -> None:
     """Spend by the feature tag for a month (from the hourly rollups)."""
-    _breakdown(ctx, period, "feature", as_json, "Spend by feature")
+    _breakdown(ctx, "features", period, "feature", "Spend by feature", as_json, as_csv, html)
 
 
 @report_app.command("weekly")
-def report_weekly(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+def report_weekly(
+    ctx: typer.Context, period: _PERIOD, as_json: _JSON = False, as_csv: _CSV = False, html: _HTML = None
+) -> None:
     """Spend per week of a month (weeks start on Monday, `%Y-W%W`), to see the trend at a glance."""
-    _breakdown(ctx, period, "week", as_json, "Spend by week")
+    _breakdown(ctx, "weekly", period, "week", "Spend by week", as_json, as_csv, html)

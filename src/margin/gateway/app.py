@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..dashboard.routes import dashboard_routes
 from ..errors import MarginError
 from ..ids import new_id
 from ..policy.budgets import period_key
@@ -531,5 +532,6 @@ def create_app(gw: Gateway) -> _FastRoutes:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *admin_routes(gw),
+        *dashboard_routes(gw),
     ]
     return _FastRoutes(proxied, Starlette(routes=routes, lifespan=lifespan), max_body_bytes=gw.config.max_body_bytes)

@@ -190,6 +190,9 @@ class GatewayConfig(_Strict):
     database: str | None = None
     # Name of the environment variable holding the master key (protects the admin API).
     master_key_env: str = "MARGIN_MASTER_KEY"
+    # Name of the environment variable holding the read-only dashboard key: it opens /dashboard (as the master
+    # key does) and nothing else, so it can be shared with people who should see spend but not manage keys.
+    dashboard_key_env: str = "MARGIN_DASHBOARD_KEY"
     providers: list[ProviderConfig] = Field(default_factory=_default_providers)
     models: list[ModelRouteConfig] = Field(default_factory=_default_models)
     budgets: list[BudgetConfig] = Field(default_factory=list)
