@@ -269,16 +269,28 @@ def report_attribution(
 def report_forecast(
     ctx: typer.Context,
     by: Annotated[str | None, typer.Option("--by", help="team, project, feature, model, key or tag:NAME.")] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="A `margin plan forecast` scenario (YAML/JSON, - for stdin): compare its month with the actual "
+            "trend, product by product (grouped --by, default feature).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """This month's spend so far and its projected total per group (burn rate of the last full days with
     day-of-week seasonality, and a 10-90% interval), with the status of the month budgets that apply and the
-    day each would run out at the current rate."""
+    day each would run out at the current rate. With --plan: the planner's bottom-up forecast for this month
+    against the same trend (docs/insights.md#plan-against-actual)."""
     from datetime import timedelta
 
     config = state(ctx).config
     now = datetime.now(UTC)
     since = datetime(now.year, now.month, 1, tzinfo=UTC) - timedelta(days=35)
+    if plan is not None:
+        _plan_against_actual(ctx, plan, by or "feature", now, since, as_json)
+        return
     ledger = open_ledger(config)
     try:
         rows = ledger.daily_spend(since, None, by)
@@ -305,6 +317,54 @@ def report_forecast(
             or "-",
         )
     out_console.print(table)
+
+
+def _plan_against_actual(
+    ctx: typer.Context, source: str, by: str, now: datetime, since: datetime, as_json: bool
+) -> None:
+    from ..insights.plan_vs_actual import compare_plan
+    from ..plan import PlanContext, get_model, parse_scenario
+    from ..plan.forecast import compute
+    from .plan import read_scenario
+
+    st = state(ctx)
+    scenario = parse_scenario(get_model("forecast").scenario_type, read_scenario(source))
+    result = compute(
+        scenario, PlanContext(resolve_rate=st.catalog.rate, words_per_token=st.config.tokens.words_per_token)
+    )
+    ledger = open_ledger(st.config)
+    try:
+        by_group = reports.scope_forecasts(ledger.daily_spend(since, None, by), now, by)
+        total = reports.scope_forecasts(ledger.daily_spend(since, None, None), now, None)[None]
+    finally:
+        ledger.close()
+    month = reports.current_period(now)
+    try:
+        comparison = compare_plan(result, month, by_group, total)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--plan") from None
+    if as_json:
+        print_json({"as_of": now, "by": by, **comparison.as_dict()})
+        return
+    table = RichTable(title=f"Plan against actual, {month} (month {comparison.plan_month} of the plan; by {by})")
+    for header in (by, "planned", "spent", "projected", "10-90%", "difference", "status"):
+        table.add_column(header, justify="left" if header in (by, "status") else "right")
+    for row in [*comparison.rows, *([comparison.total] if comparison.total else [])]:
+        table.add_row(
+            row.name,
+            "-" if row.planned is None else format_usd(row.planned),
+            format_usd(row.spent),
+            format_usd(row.projected),
+            f"{format_usd(row.low)} - {format_usd(row.high)}",
+            "-"
+            if row.difference is None
+            else format_usd(row.difference)
+            + ("" if row.difference_pct is None else f" ({row.difference_pct * 100:+.0f}%)"),
+            row.status.replace("_", " "),
+        )
+    out_console.print(table)
+    for note in comparison.notes:
+        out_console.print(f"note: {note}")
 
 
 tasks_app = typer.Typer(help="Tasks: requests grouped by X-Margin-Task-Id, and how they ended.", no_args_is_help=True)
