@@ -17,3 +17,7 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MARGIN_HOME", str(tmp_path / "margin-home"))
     monkeypatch.delenv("MARGIN_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+# Throwaway Redis servers (tests/redis_server.py): one per session, emptied per test; own_redis for kill tests.
+from tests.redis_server import own_redis, redis_server, redis_url  # noqa: E402, F401

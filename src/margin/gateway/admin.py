@@ -135,13 +135,13 @@ def admin_routes(gw: Gateway) -> list[Route]:
 
     async def budgets(request: Request) -> Response:
         rows = []
-        for name, (spent, reserved) in gw.counters.items():
+        for name, (spent, reserved) in await gw.counters.items():
             rows.append({"counter": name, "spent": spent, "reserved": reserved})
         return _json({"budgets": [r.model_dump() for r in gw.config.budgets], "counters": rows})
 
     async def reset_breakers(request: Request) -> Response:
         body = orjson.loads(await request.body() or b"{}")
-        count = gw.breaker.reset(
+        count = await gw.breaker.reset(
             body.get("rule") if isinstance(body, dict) else None, body.get("value") if isinstance(body, dict) else None
         )
         return _json({"reset": count})
@@ -161,10 +161,10 @@ def admin_routes(gw: Gateway) -> list[Route]:
         for name, value in body.items():
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"'{name}' must be a string")
-        cleared = gw.exact_cache.clear(
+        cleared = await gw.exact_cache.clear(
             route=body.get("route"), partition=body.get("scope"), key_prefix=body.get("prefix")
         )
-        return _json({"cleared": cleared, "remaining": len(gw.exact_cache)})
+        return _json({"cleared": cleared, "remaining": await gw.exact_cache.count()})
 
     async def alerts(request: Request) -> Response:
         found = await asyncio.to_thread(gw.ledger.alerts, limit=200)
