@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ..keys import new_virtual_key
 from ..store.base import GROUP_BY_CHOICES, VirtualKey
+from .backends.health import BackendDown
 from .errors import GatewayError, render_error
 from .state import Gateway
 
@@ -69,6 +70,12 @@ def _admin(gw: Gateway, handler: Callable[[Request], Awaitable[Response]]) -> Ca
         try:
             _require_master(gw, request)
             return await handler(request)
+        except BackendDown as exc:
+            unavailable = GatewayError(
+                f"the shared backend (redis) is unreachable: {exc}", status=503, error_type="backend_unavailable"
+            )
+            status, body, headers = render_error(unavailable, wire="openai")
+            return Response(body, status_code=status, media_type="application/json", headers=headers)
         except GatewayError as exc:
             status, body, headers = render_error(exc, wire="openai")
             return Response(body, status_code=status, media_type="application/json", headers=headers)

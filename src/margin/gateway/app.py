@@ -24,6 +24,7 @@ from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
 from ._sse_response import SSEResponse
 from .admin import admin_routes
+from .backends.health import BackendDown
 from .caching import decide_cache, semantic_lookup, serve_hit, store_answer
 from .errors import GatewayError, render_error
 from .levers import affordable_route, cascade_verdict, summarize_dropped
@@ -424,7 +425,11 @@ def create_app(gw: Gateway) -> _FastRoutes:
         now = gw.clock()
         rules = {rule.name: rule for rule in gw.config.budgets}
         budgets = []
-        for counter, (spent, _reserved) in await gw.counters.items():
+        try:
+            counters = await gw.counters.items()
+        except BackendDown:
+            counters = []  # Redis unreachable: margin_backend_up says so
+        for counter, (spent, _reserved) in counters:
             name, scope, period = counter.split("|", 2)
             rule = rules.get(name)
             if rule is None or rule.amount <= 0 or period != period_key(rule.period, now):

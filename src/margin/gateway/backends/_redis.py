@@ -14,8 +14,10 @@ before anyone reserves on counters that are being re-seeded from the ledger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -59,6 +61,7 @@ class RedisBackend:
         failure_mode: Literal["closed", "open"] = "closed",
         counts: dict[tuple[str, str], int] | None = None,
         heartbeat_s: float = 0.5,
+        max_connections: int = 32,
     ) -> None:
         import redis.asyncio as aioredis
         from redis.backoff import NoBackoff
@@ -72,14 +75,19 @@ class RedisBackend:
         self.hold_ms = int(heartbeat_s * 3000)
         self.health = BackendHealth("redis", failure_mode=failure_mode, describe=redacted_url(url), counters=counts)
         # One retry, at once, for a dropped connection: every money script is idempotent (see redis_counters).
-        self.client = aioredis.from_url(
+        # A bounded pool that makes a request wait for a free connection (the default one refuses past its
+        # size); waiting that long means overload, not an outage, so the wait is longer than a command's.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=max(2.0, timeout_s * 4),
             password=password,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
             health_check_interval=0,
         )
+        self.client = aioredis.Redis(connection_pool=pool)
         self.epoch: bytes | None = None
         self.epoch_key = self.key("epoch")
         self.hold_key = self.key("hold")
@@ -103,18 +111,25 @@ class RedisBackend:
 
         if not probe and not self.health.may_try():
             raise BackendDown(self.health.last_error or "redis is unreachable")
+        started = time.monotonic()
         try:
             result = await call()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            self.health.failed(exc)
+            await self._failed(exc)
             raise BackendDown(str(exc)) from exc
         except ResponseError as exc:
             if not str(exc).startswith(_UNAVAILABLE_REPLIES):
                 raise
-            self.health.failed(exc)
+            await self._failed(exc)
             raise BackendDown(str(exc)) from exc
-        self.health.succeeded()
+        self.health.succeeded(started)
         return result
+
+    async def _failed(self, error: BaseException) -> None:
+        if self.health.failed(error):
+            # Drop every pooled connection: once the server is back, none of them would work, and each would
+            # fail one request (and look like a new outage) before being replaced.
+            await self.client.connection_pool.disconnect()
 
     async def script_call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         return await self.run(lambda: script(keys=keys, args=args))
@@ -171,10 +186,9 @@ class RedisBackend:
     async def aclose(self) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # cancelled on purpose; it logs its own failures
                 await self._monitor
-            except (asyncio.CancelledError, Exception):
-                pass  # cancelled on purpose; a failure was logged by the loop itself
             self._monitor = None
         await self.health.drain()
         await self.client.aclose()
+        await self.client.connection_pool.disconnect()

@@ -83,14 +83,14 @@ class BackendHealth:
         key = (self.name, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
 
-    def failed(self, error: BaseException | str) -> None:
+    def failed(self, error: BaseException | str) -> bool:
         """A call failed because the backend is unreachable. The first failure of an outage is logged at ERROR
-        and alerted; later ones only counted."""
+        and alerted (returns True); later ones only counted."""
         message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         self.last_error = message
         self._next_probe = time.monotonic() + self.probe_interval
         if self.down_since is not None:
-            return
+            return False
         self.down_since = time.monotonic()
         self.outages += 1
         self.count("outage")
@@ -111,9 +111,12 @@ class BackendHealth:
             f"{self.name} at {self.describe} is unreachable: {consequence}",
             {"backend": self.name, "error": message[:500], "failure_mode": self.failure_mode},
         )
+        return True
 
-    def succeeded(self) -> None:
-        if self.down_since is None:
+    def succeeded(self, started: float) -> None:
+        """A call that began at ``started`` (monotonic) succeeded. Only a call begun after the outage started
+        ends it: one sent before and answered late says nothing about the server now."""
+        if self.down_since is None or started < self.down_since:
             return
         seconds = time.monotonic() - self.down_since
         self.down_since = None
@@ -145,13 +148,13 @@ class BackendHealth:
     async def flush_alerts(self) -> None:
         """Write the alerts noted so far to the ledger (kept for the next try when the ledger refuses)."""
         while self._pending_alerts and self.alert_sink is not None:
-            kind, message, data = self._pending_alerts[0]
+            kind, message, data = item = self._pending_alerts.pop(0)  # taken first: flushes may run concurrently
             try:
                 await self.alert_sink(kind, message, data)
             except Exception:
                 log.exception("could not write the %s alert to the ledger; it is retried", kind)
+                self._pending_alerts.insert(0, item)
                 return
-            self._pending_alerts.pop(0)
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
