@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/margin demo
 
 test: $(STAMP)
+	bash scripts/install-redis.sh  # CI only: redis-server for the throwaway test servers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
 

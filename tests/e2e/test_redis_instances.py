@@ -32,7 +32,7 @@ PROMPT = [{"role": "user", "content": "How much does this cost?"}]
 MASTER = {"authorization": "Bearer mk-master-test"}
 
 
-def _config(database: Path, redis_url: str, budget: Decimal, *, latency_ms: int, timeout_ms: int = 1000) -> str:
+def _config(database: Path, redis_url: str, budget: Decimal, *, latency_ms: int, timeout_ms: int = 3000) -> str:
     return f"""
 gateway:
   database: {database}

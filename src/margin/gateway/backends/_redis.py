@@ -61,7 +61,7 @@ class RedisBackend:
         failure_mode: Literal["closed", "open"] = "closed",
         counts: dict[tuple[str, str], int] | None = None,
         heartbeat_s: float = 0.5,
-        max_connections: int = 32,
+        max_connections: int = 1024,
     ) -> None:
         import redis.asyncio as aioredis
         from redis.backoff import NoBackoff
@@ -75,12 +75,12 @@ class RedisBackend:
         self.hold_ms = int(heartbeat_s * 3000)
         self.health = BackendHealth("redis", failure_mode=failure_mode, describe=redacted_url(url), counters=counts)
         # One retry, at once, for a dropped connection: every money script is idempotent (see redis_counters).
-        # A bounded pool that makes a request wait for a free connection (the default one refuses past its
-        # size); waiting that long means overload, not an outage, so the wait is longer than a command's.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        # A connection per concurrent call, up to max_connections (Redis serves 10,000 clients by default). Not a
+        # pool that makes calls wait for a free connection: its waiters can starve under load (measured: calls
+        # failing after seconds of waiting at 64 concurrent requests), and a starved call would count as an outage.
+        pool = aioredis.ConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=max(2.0, timeout_s * 4),
             password=password,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
