@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx2
 import openai
-import redis
 
 from margin.pricing import TokenUsage, load_catalog
 
@@ -197,4 +196,3 @@ def test_redis_killed_under_load_fails_closed_then_recovers_from_the_ledger(tmp_
     print(
         f"\nredis killed: before {len(phases['before'])}, down {dict(down)}, after {dict(after)}, alerts {dict(kinds)}"
     )
-    _ = redis  # the client library the gateway uses; imported so a missing install fails here clearly

@@ -153,6 +153,7 @@ class Gateway:
         """On the event loop, before serving: connect the shared backends and apply the start-up rebuild."""
         if self.redis is not None:
             await self.counters.start()  # type: ignore[attr-defined]
+            await self.breaker.apply_rebuild()  # breaker windows from the ledger, where no instance keeps one
             await self.redis.health.flush_alerts()
 
     async def aclose(self) -> None:
