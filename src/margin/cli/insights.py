@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -283,7 +283,6 @@ def report_forecast(
     day-of-week seasonality, and a 10-90% interval), with the status of the month budgets that apply and the
     day each would run out at the current rate. With --plan: the planner's bottom-up forecast for this month
     against the same trend (docs/insights.md#plan-against-actual)."""
-    from datetime import timedelta
 
     config = state(ctx).config
     now = datetime.now(UTC)
@@ -293,7 +292,7 @@ def report_forecast(
         return
     ledger = open_ledger(config)
     try:
-        rows = ledger.daily_spend(since, None, by)
+        rows = ledger.daily_rollup(since, now + timedelta(hours=1), by)
     finally:
         ledger.close()
     budgets = [b for b in config.gateway.budgets if b.period == "month"]
@@ -334,8 +333,8 @@ def _plan_against_actual(
     )
     ledger = open_ledger(st.config)
     try:
-        by_group = reports.scope_forecasts(ledger.daily_spend(since, None, by), now, by)
-        total = reports.scope_forecasts(ledger.daily_spend(since, None, None), now, None)[None]
+        by_group = reports.scope_forecasts(ledger.daily_rollup(since, now + timedelta(hours=1), by), now, by)
+        total = reports.scope_forecasts(ledger.daily_rollup(since, now + timedelta(hours=1), None), now, None)[None]
     finally:
         ledger.close()
     month = reports.current_period(now)

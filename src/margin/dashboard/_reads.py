@@ -120,17 +120,9 @@ _ROLLUP_SCOPES = {"team": "team", "model": "model", "feature": "feature", "proje
 
 
 def _daily(ledger: Any, since: Any, until: Any, by: str | None) -> list[tuple[str, str | None, Decimal]]:
-    """``(day, group, effective cost)`` rows. From the hourly rollups where they hold the grouping (the whole
-    ledger, teams): a month of a million events reads in a fraction of a second, exact to the nano-dollar.
-    Other groupings sum the events themselves (``daily_spend``, exact, seconds at that size)."""
-    if by is None:
-        return [(r["group"], None, r["effective_cost"]) for r in ledger.rollup_breakdown(since, until, "day")]
-    if by == "team":
-        days: dict[tuple[str, str | None], Decimal] = {}
-        for hour, team, cost, *_ in ledger.hourly_spend(since, until, "team"):
-            days[(hour[:10], team)] = days.get((hour[:10], team), Decimal(0)) + cost
-        return [(day, team, cost) for (day, team), cost in sorted(days.items(), key=lambda item: item[0][0])]
-    return ledger.daily_spend(since, until, by)
+    """``(day, group, effective cost)`` rows from the hourly rollups (a month of ten million events reads in a
+    fraction of a second); by key the ledger sums the events themselves."""
+    return ledger.daily_rollup(since, until, by)
 
 
 def _recommendations(ledger: Any, period: Period, sources: Sources) -> Page:

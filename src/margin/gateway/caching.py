@@ -58,7 +58,9 @@ def _bypassed(headers: Mapping[str, str]) -> bool:
     return "no-cache" in control or "no-store" in control or headers.get("x-margin-cache", "").lower() == "bypass"
 
 
-def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, headers: Mapping[str, str]) -> CacheDecision:
+async def decide_cache(
+    gw: Gateway, ctx: CallContext, lever: LeverRoute | None, headers: Mapping[str, str]
+) -> CacheDecision:
     """Whether this request may use the exact cache, and the entry if it is a hit."""
     policy = lever.cache if lever is not None else None
     if policy is None or not policy.enabled or ctx.endpoint == "embeddings" or lever is None:
@@ -67,7 +69,7 @@ def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, header
         return CacheDecision("bypass", lever=lever.name)
     partition = cache_scope_value(policy.scope, key_id=ctx.principal.key_id, tags=ctx.tags)
     key = ctx.prompt_hash
-    entry = gw.exact_cache.get(partition, key, max_output_tokens=ctx.requested_max_tokens)
+    entry = await gw.exact_cache.get(partition, key, max_output_tokens=ctx.requested_max_tokens)
     return CacheDecision(
         "hit" if entry else "miss",
         lever=lever.name,
@@ -123,7 +125,7 @@ def cacheable(ctx: CallContext, body: Mapping[str, Any]) -> bool:
     return True
 
 
-def store_answer(
+async def store_answer(
     gw: Gateway,
     ctx: CallContext,
     decision: CacheDecision,
@@ -145,7 +147,7 @@ def store_answer(
         )
         gw.background_tasks.add(task)  # referenced until done: an unreferenced task may be collected
         task.add_done_callback(gw.background_tasks.discard)
-    stored = gw.exact_cache.put(
+    return await gw.exact_cache.put(
         decision.partition,
         decision.key,
         body,
@@ -154,7 +156,6 @@ def store_answer(
         served_model=served_model,
         ttl_seconds=decision.ttl_seconds,
     )
-    return stored is not None
 
 
 async def serve_hit(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> tuple[bytes, dict[str, str], bool]:

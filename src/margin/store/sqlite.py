@@ -806,6 +806,32 @@ class SQLiteLedger:
             return sorted(found, key=lambda r: str(r["group"]))
         return sorted(found, key=lambda r: (-r["effective_cost"], str(r["group"])))
 
+    def daily_rollup(
+        self, since: datetime, until: datetime, by: str | None = None
+    ) -> list[tuple[str, str | None, Decimal]]:
+        """(UTC day ``YYYY-MM-DD``, group, effective cost) from the hourly rollups: :meth:`daily_spend` at any
+        ledger size, by None, ``model``, ``team``, ``project``, ``feature``, ``user`` or ``tag:NAME``; by ``key``,
+        which the rollups do not keep, it is :meth:`daily_spend`. Hour granularity: ``since`` and ``until``
+        count from their hour; nano-dollar sums (each event rounded once)."""
+        if by == "key":  # the rollups do not keep the key: the events themselves (exact, slower)
+            return self.daily_spend(since, until, by)
+        params: list[Any] = []
+        if by is None:
+            group = "NULL"
+        elif by in ("model", "team"):
+            group = {"model": "served_model", "team": "team"}[by]
+        else:
+            name = by[4:] if by.startswith("tag:") else by
+            group = "json_extract(tags, ?)"
+            params.append(_tag_path(name))
+        sql = (
+            f"SELECT substr(hour, 1, 10) AS day, {group} AS g, SUM(effective_cost_nanos) FROM rollup_hourly "
+            "WHERE hour >= ? AND hour < ? GROUP BY day, g ORDER BY day"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(sql, [*params, _ts(since, "since")[:13], _ts(until, "until")[:13]]).fetchall()
+        return [(d, None if g in (None, "") else str(g), from_nanos(int(c or 0))) for d, g, c in rows]
+
     def hourly_spend(
         self, since: datetime, until: datetime, group_by: str | None = None
     ) -> list[tuple[str, str | None, Decimal, int, int]]:
