@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx2
 import openai
+import pytest
 
 from margin.pricing import TokenUsage, load_catalog
 
@@ -31,7 +32,7 @@ PROMPT = [{"role": "user", "content": "How much does this cost?"}]
 MASTER = {"authorization": "Bearer mk-master-test"}
 
 
-def _config(database: Path, redis_url: str, budget: Decimal, *, latency_ms: int, timeout_ms: int = 3000) -> str:
+def _config(database: Path | str, redis_url: str, budget: Decimal, *, latency_ms: int, timeout_ms: int = 3000) -> str:
     return f"""
 gateway:
   database: {database}
@@ -78,9 +79,30 @@ def _ledger(database: Path) -> tuple[Decimal, int, Counter, int]:
     return spent, nanos, ok, open_reservations
 
 
-def test_two_instances_500_concurrent_requests_one_hard_budget(tmp_path, redis_url):
+def _ledger_pg(url: str) -> tuple[Decimal, int, Counter, int]:
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        spent = sum((Decimal(v) for (v,) in db.execute("select effective_cost from usage_events")), Decimal(0))
+        nanos = db.execute("select coalesce(sum(effective_cost_nanos), 0) from usage_events").fetchone()[0]
+        ok = Counter(r for (r,) in db.execute("select request_id from usage_events where status = 'ok'"))
+        open_reservations = db.execute("select count(*) from reservations").fetchone()[0]
+    return spent, int(nanos), ok, open_reservations
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_ledger(request, tmp_path):
+    """(gateway.database, reader of the ledger's totals): one SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        database = tmp_path / "shared" / "ledger.db"
+        return str(database), lambda: _ledger(database)
+    url = request.getfixturevalue("pg_database")
+    return f"'{url}'", lambda: _ledger_pg(url)
+
+
+def test_two_instances_500_concurrent_requests_one_hard_budget(tmp_path, redis_url, shared_ledger):
     budget = (_worst_case() * 100).quantize(Decimal("0.000001"))
-    database = tmp_path / "shared" / "ledger.db"
+    database, read_ledger = shared_ledger
     config = _config(database, redis_url, budget, latency_ms=40)
     first = start_gateway(tmp_path / "a", config)
     second = start_gateway(tmp_path / "b", config)
@@ -107,7 +129,7 @@ def test_two_instances_500_concurrent_requests_one_hard_budget(tmp_path, redis_u
     assert {code for status, _, code in outcomes if status == 402} == {"budget_exceeded"}
     assert statuses[200] >= 80, statuses  # the budget affords 100 worst cases; actual costs are lower
     assert statuses[402] >= 250, statuses
-    spent, nanos, ok, open_reservations = _ledger(database)
+    spent, nanos, ok, open_reservations = read_ledger()
     assert spent <= budget
     answered = [request_id for status, request_id, _ in outcomes if status == 200]
     assert len(set(answered)) == len(answered)
