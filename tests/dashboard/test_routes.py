@@ -189,3 +189,20 @@ def test_without_a_dashboard_key_or_master_key_the_dashboard_says_what_to_set(tm
         assert login.status_code == 403 and "MARGIN_MASTER_KEY" in login.text and "<form" not in login.text
     else:  # the master key alone opens it
         assert api.status_code == 200 and page.status_code == 303 and login.status_code == 200
+
+
+def test_the_alerts_page_uses_the_configured_thresholds_when_the_watch_is_off(tmp_path, monkeypatch):
+    from margin.config import AlertsConfig, InsightsConfig
+
+    monkeypatch.setenv("MARGIN_MASTER_KEY", MASTER)
+    monkeypatch.setenv("MARGIN_DASHBOARD_KEY", DASH)
+    insights = InsightsConfig(alerts=AlertsConfig(enabled=False, spike_multiple=Decimal(7)))
+    config = MarginConfig(home=str(tmp_path), gateway=GatewayConfig(), insights=insights)
+    gw = build_gateway(config, database=tmp_path / "ledger.db")
+    assert gw.alerts is None  # the watch does not run...
+
+    async def steps(client):
+        doc = (await client.get("/dashboard/api/alerts.json", headers={"authorization": f"Bearer {DASH}"})).json()
+        assert Decimal(str(doc["settings"]["spike_multiple"])) == 7  # ...but its thresholds are the page's
+
+    _run(gw, steps)

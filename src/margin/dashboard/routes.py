@@ -130,8 +130,8 @@ def dashboard_routes(gw: Gateway) -> list[Route]:
     keys = dashboard_keys(gw)
     sources = Sources(
         budgets=gw.config.budgets,
-        # The watch's settings when it runs; its defaults otherwise (the gateway keeps insights.alerts only then).
-        alerts=gw.alerts or AlertsConfig(),
+        # insights.alerts as configured, whether or not the watch runs (defaults for a hand-built gateway).
+        alerts=gw.alert_rules or AlertsConfig(),
         catalog=gw.catalog,
         default_max_tokens=gw.config.default_max_tokens,
     )

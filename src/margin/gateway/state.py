@@ -119,6 +119,8 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     # The anomaly watch (insights.alerts); None when disabled.
     alerts: Any = None
+    # insights.alerts whether or not the watch runs: its thresholds are also what the dashboard's alerts page uses.
+    alert_rules: Any = None
     # OpenTelemetry spans (gateway.otel); None when disabled.
     spans: SpanEmitter | None = None
     # Compiled redaction rules when gateway.prompt_retention is on; None when off (only hashes are kept).
@@ -279,6 +281,7 @@ def build_gateway(
         _use_redis(gateway)
     gateway.semantic_caches = semantic_caches
     gateway.alerts = config.insights.alerts if config.insights.alerts.enabled else None
+    gateway.alert_rules = config.insights.alerts
     gateway.retention_rules = redaction_rules(gw.prompt_retention)
     gateway.spans = spans
     gateway.learned_routers = learned_routers
