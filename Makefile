@@ -22,13 +22,16 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/margin demo
 
+# scripts/test-deps.sh installs Debian's chromium for the dashboard's browser tests in CI (CI=true) or with
+# MARGIN_INSTALL_TEST_DEPS=1; otherwise those tests skip when chromium is missing.
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 	bash scripts/install-test-servers.sh  # CI only: PostgreSQL and Redis binaries for the throwaway test servers
+	bash scripts/test-deps.sh  # CI only: Debian's chromium for the dashboard's browser tests
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -21,3 +21,6 @@ def _isolated_home(tmp_path, monkeypatch):
 
 # Throwaway PostgreSQL servers (tests/pg_server.py): one per session, a fresh database per test.
 from tests.pg_server import pg_database, pg_empty_database, pg_server  # noqa: E402, F401
+
+# Throwaway Redis servers (tests/redis_server.py): one per session, emptied per test; own_redis for kill tests.
+from tests.redis_server import own_redis, redis_server, redis_url  # noqa: E402, F401

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from margin.redact import redact_body, redact_text, rules_from_config
+from margin.redact import DEFAULT_RULES, _digits, redact_body, redact_text, rules_from_config
 
 
 @pytest.mark.parametrize(
@@ -69,3 +71,15 @@ def test_custom_rules_and_invalid_patterns():
     assert redact_text("EMP-123456 at ana@example.com", only) == "[REDACTED:employee_id] at ana@example.com"
     with pytest.raises(ValueError, match="employee_id"):
         rules_from_config({"employee_id": "EMP-("})
+
+
+_ALPHABET = "0123456789" * 4 + " -.+()@_/=abcdeABCDEFGHXYZ" + "skmAKIghpuorsxyeJBear"
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet=_ALPHABET, max_size=60))
+def test_a_rule_is_skipped_only_when_it_cannot_match(text):
+    # The hints skip a rule's regex pass for speed; they must be necessary conditions of a match.
+    for rule in DEFAULT_RULES:
+        if rule.pattern.search(text):
+            assert rule.hint(text, _digits(text)), (rule.name, text)

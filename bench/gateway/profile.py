@@ -67,7 +67,7 @@ STEPS = [
     ("usage normalize", r"^(normalize|_local_usage|_usage|from_openai_chat) \(margin/"),
     ("make usage event", r"^make_event \(margin/gateway/pipeline\.py"),
     ("settle: counters", r"^settle \(margin/gateway/pipeline\.py"),
-    ("response: headers + orjson body", r"^(remaining_budget|budget_warning|_json) \(margin/gateway/"),
+    ("response: headers + orjson body", r"^(budget_headers|_json) \(margin/gateway/"),
 ]
 # --nonblocking sampling sometimes yields a truncated stack (its outer frames missing): those are charged by
 # the packages they show instead (reported separately in "truncated_share_pct").

@@ -21,7 +21,7 @@ Default rules, in order (earlier rules win where matches overlap):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +30,13 @@ __all__ = ["DEFAULT_RULES", "RedactionRule", "redact_body", "redact_text", "rule
 
 @dataclass(frozen=True)
 class RedactionRule:
-    """A named pattern; ``check`` (optional) must accept the matched text for it to be redacted."""
+    """A named pattern; ``check`` (optional) must accept the matched text for it to be redacted. ``hint``
+    (optional, ``(text, digit count) -> bool``) is a cheap necessary condition: False skips the pattern."""
 
     name: str
     pattern: re.Pattern[str]
     check: Any = None
+    hint: Any = None
 
 
 def _luhn(text: str) -> bool:
@@ -51,6 +53,13 @@ def _luhn(text: str) -> bool:
     return total % 10 == 0
 
 
+# Cheap necessary conditions (simple patterns scan fast; the rules' word boundaries and lookbehinds do not).
+_FIVE_DIGITS = re.compile(r"\d[ \-]?\d[ \-]?\d[ \-]?\d[ \-]?\d").search
+_IBAN_START = re.compile(r"[A-Z]{2}\d{2}").search
+_DOTTED_DIGITS = re.compile(r"\d\.\d").search
+_SECRET_MARKERS = ("sk-", "mk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "eyJ", "Bearer ")
+
+
 DEFAULT_RULES: tuple[RedactionRule, ...] = (
     RedactionRule(
         "secret",
@@ -60,16 +69,35 @@ DEFAULT_RULES: tuple[RedactionRule, ...] = (
             r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})"
             r"|(?<=Bearer )[A-Za-z0-9._~+/\-]{16,}=*",
         ),
+        hint=lambda text, digits: any(marker in text for marker in _SECRET_MARKERS),
     ),
-    RedactionRule("email", re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b")),
-    RedactionRule("card", re.compile(r"\b\d(?:[ \-]?\d){12,18}\b"), _luhn),
-    RedactionRule("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")),
-    RedactionRule("ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
-    RedactionRule("phone", re.compile(r"(?<![\w+])\+\d(?:[ .\-()]*\d){7,14}\b")),
+    RedactionRule(
+        "email",
+        re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b"),
+        hint=lambda text, digits: "@" in text,
+    ),
+    RedactionRule(
+        "card",
+        re.compile(r"\b\d(?:[ \-]?\d){12,18}\b"),
+        _luhn,
+        hint=lambda text, digits: digits >= 13 and _FIVE_DIGITS(text),
+    ),
+    RedactionRule(
+        "iban",
+        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
+        hint=lambda text, digits: digits >= 2 and _IBAN_START(text),
+    ),
+    RedactionRule("ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), hint=lambda text, digits: digits >= 9 and "-" in text),
+    RedactionRule(
+        "phone",
+        re.compile(r"(?<![\w+])\+\d(?:[ .\-()]*\d){7,14}\b"),
+        hint=lambda text, digits: digits >= 8 and "+" in text,
+    ),
     # Not inside a longer dotted number (a version such as 1.2.3.4.5); a sentence's full stop may follow.
     RedactionRule(
         "ipv4",
         re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d]|\.\d)"),
+        hint=lambda text, digits: digits >= 4 and _DOTTED_DIGITS(text),
     ),
 )
 
@@ -88,8 +116,18 @@ def rules_from_config(patterns: Mapping[str, str], *, defaults: bool = True) -> 
     return (*(DEFAULT_RULES if defaults else ()), *extra)
 
 
-def redact_text(text: str, rules: Iterable[RedactionRule] = DEFAULT_RULES) -> str:
+def _digits(text: str) -> int:
+    return sum(text.count(d) for d in "0123456789")  # ten C-level scans: far cheaper than one regex pass
+
+
+def redact_text(text: str, rules: Sequence[RedactionRule] = DEFAULT_RULES) -> str:
+    digits: int | None = None
     for rule in rules:
+        if rule.hint is not None:
+            if digits is None:
+                digits = _digits(text)
+            if not rule.hint(text, digits):
+                continue  # the text cannot hold a match: skip the regex pass (~50-250 µs per 3 KB)
 
         def replace(match: re.Match[str], rule: RedactionRule = rule) -> str:
             if rule.check is not None and not rule.check(match.group(0)):

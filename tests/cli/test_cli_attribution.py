@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from margin.store.sqlite import SQLiteLedger
 from margin.usage import UsageEvent
 
+from ..dashboard.offline import network_references, script_sources
 from .test_cli_prices_cost import run
 
 
@@ -104,7 +106,14 @@ def test_showback_adds_up_exactly(capsys, tmp_path):
     assert Decimal(rows["TOTAL"]["total"]) == Decimal("26.45")
     page = tmp_path / "showback.html"
     code, _, _ = run(capsys, "report", "attribution", "--period", "2026-11", "--html", str(page))
-    assert code == 0 and "unattributed" in page.read_text() and "<script" not in page.read_text()
+    text = page.read_text()
+    assert code == 0 and 'data-group="unattributed"' in text
+    # One file with its chart: plotly.js inlined, nothing loaded from a network.
+    assert 'data-chart="chart-showback"' in text and "Plotly" in text
+    assert script_sources(text) == [] and network_references(text) == []
+    total_row = re.search(r'<tr data-group="TOTAL">(.*?)</tr>', text).group(1)
+    assert Decimal(re.findall(r'data-exact="([^"]+)"', total_row)[-1]) == Decimal("26.45")
+    assert "$26.45" in total_row
     code, _, err = run(capsys, "report", "attribution", "--period", "2026-13")
     assert code == 2 and "2026-11" in err
 

@@ -84,3 +84,17 @@ def test_a_bad_redaction_pattern_is_refused_at_start(tmp_path):
     path.write_text("gateway:\n  prompt_retention: {enabled: true, redact: {broken: 'a('}}\n")
     with pytest.raises(ConfigError, match="broken"):
         load_config(path)
+
+
+def test_recommendations_group_retained_near_duplicates(retaining):
+    gw = retaining
+    key = gw.create_key("--team", "helpdesk")
+    for i in range(7):
+        _ask(gw, key, "How do I change the email on my account?" + ("" if i % 2 else " "))
+    gw.flush_ledger()
+    result = gw.margin("report", "recommendations", "--since", "1d", "--near-duplicates", "--json")
+    kinds = {r["kind"]: r for r in json.loads(result.stdout)}
+    assert "cache_repeats" in kinds  # exact repeats by hash (4 identical texts, 3 with a trailing space)
+    semantic = kinds["semantic_cache_repeats"]
+    assert semantic["evidence"]["repeat_requests"] == 6  # both spellings in one group: 7 requests, 1 fills
+    assert kinds["cache_repeats"]["evidence"]["repeat_requests"] < 6

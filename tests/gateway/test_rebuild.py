@@ -64,8 +64,8 @@ def test_counters_rebuilt_for_config_and_key_budgets(tmp_path):
     gw = build_gateway(MarginConfig(gateway=GatewayConfig(budgets=[team_rule])), database=db)
     try:
         (key_rule,) = key_budget_rules(key)
-        assert gw.counters.spent(counter_name(key_rule, key.key_id, now)) == Decimal("0.7")
-        assert gw.counters.spent(counter_name(team_rule, "ml", now)) == Decimal("0.7")
+        assert gw.counters.local.spent(counter_name(key_rule, key.key_id, now)) == Decimal("0.7")
+        assert gw.counters.local.spent(counter_name(team_rule, "ml", now)) == Decimal("0.7")
         assert gw.ledger.open_reservations() == []
     finally:
         asyncio.run(gw.aclose())
@@ -106,12 +106,12 @@ def test_spend_breakers_survive_a_restart(tmp_path):
     gw = build_gateway(MarginConfig(gateway=GatewayConfig(breakers=[rule])), database=db)
     try:
         now_mono = time.monotonic()
-        runaway = gw.breaker.check("teams", "runaway", now_mono)
-        quiet = gw.breaker.check("teams", "quiet", now_mono)
+        runaway = gw.breaker.local.check("teams", "runaway", now_mono)
+        quiet = gw.breaker.local.check("teams", "quiet", now_mono)
         assert runaway.open and runaway.spent_last_hour == Decimal(7)
         assert not quiet.open and quiet.spent_last_hour == Decimal(1)
         # The 40-minute-old spend leaves the window about 20 minutes from now, not at once.
-        later = gw.breaker.check("teams", "runaway", now_mono + 25 * 60)
+        later = gw.breaker.local.check("teams", "runaway", now_mono + 25 * 60)
         assert later.spent_last_hour == Decimal(3)
     finally:
         asyncio.run(gw.aclose())

@@ -66,3 +66,62 @@ def test_a_planned_product_without_spend_and_a_month_outside_the_plan():
     assert plan_month_index("2026-10", "2027-01") == 4
     unanchored = compare_plan(_plan(start_month=None), "2026-11", {}, month_end_forecast({}, NOW))
     assert unanchored.plan_month == 1 and "no start_month" in unanchored.notes[0]
+
+
+def test_report_forecast_plan_cli(capsys, tmp_path):
+    import asyncio
+    import json
+    import os
+    from pathlib import Path
+
+    from margin.store.sqlite import SQLiteLedger
+    from margin.usage import UsageEvent
+
+    from ..cli.test_cli_prices_cost import run
+
+    home = Path(os.environ["MARGIN_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    async def seed():
+        ledger = SQLiteLedger(home / "ledger.db")
+        for d in range(40):  # 40 days of $3/day on search and $1/day on chat, up to now
+            when = now - timedelta(days=d, minutes=1)
+            for feature, cost in (("search", "3"), ("chat", "1")):
+                await ledger.write_event(
+                    UsageEvent(
+                        event_id=f"{feature}-{d}",
+                        request_id=f"{feature}-{d}",
+                        attempt=0,
+                        started_at=when,
+                        finished_at=when,
+                        status="ok",
+                        endpoint="chat.completions",
+                        requested_model="gpt-4o-mini",
+                        tags={"feature": feature},
+                        effective_cost=Decimal(cost),
+                        list_cost=Decimal(cost),
+                    )
+                )
+        await ledger.aclose()
+
+    asyncio.run(seed())
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"months: 3\nstart_month: '{now:%Y-%m}'\ncontingency: 0.10\nproducts:\n"
+        "  - {name: search, monthly_requests: 1000, unit_cost: 0.01}\n"  # $10 planned: ~$90 actual
+        "  - {name: chat, monthly_requests: 1000, unit_cost: 0.5}\n"  # $500 planned: ~$30 actual
+    )
+    code, out, err = run(capsys, "report", "forecast", "--plan", str(plan), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = {r["name"]: r for r in doc["rows"]}
+    assert doc["plan_month"] == 1 and doc["by"] == "feature"
+    assert Decimal(rows["search"]["planned"]) == Decimal("10") and rows["search"]["status"] == "over_plan"
+    assert Decimal(rows["chat"]["planned"]) == Decimal("500") and rows["chat"]["status"] == "under_plan"
+    assert Decimal(doc["total"]["planned"]) == Decimal("561")  # (10 + 500) x 1.10
+    code, out, _ = run(capsys, "report", "forecast", "--plan", str(plan))
+    assert "over plan" in out and "under plan" in out
+    plan.write_text("months: 1\nstart_month: '2020-01'\nproducts: [{name: x, monthly_requests: 1, unit_cost: 1}]\n")
+    code, _, err = run(capsys, "report", "forecast", "--plan", str(plan))
+    assert code == 2 and "outside its 1 months" in err

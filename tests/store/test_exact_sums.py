@@ -17,10 +17,10 @@ from .conftest import T0, event
 
 costs = st.one_of(
     st.decimals(min_value=Decimal("-100"), max_value=Decimal("1000"), places=12, allow_nan=False),
-    st.builds(  # up to 20 significant digits, far below a nano-dollar
+    st.builds(  # up to 20 significant digits, far below a nano-dollar; at most $1e9 (the ledger's nanos cap ~$9.2e9)
         lambda digits, exponent: Decimal(f"{digits}E{exponent}"),
         st.integers(min_value=0, max_value=10**20 - 1),
-        st.integers(min_value=-30, max_value=-10),
+        st.integers(min_value=-30, max_value=-11),
     ),
 )
 rows = st.lists(st.tuples(st.sampled_from(["ml", "web", "search", None]), costs), min_size=1, max_size=30)

@@ -493,3 +493,26 @@ def test_reads_use_their_own_connections_while_a_write_is_open(sqlite_ledger, db
 
 def test_utc_constant_sanity():
     assert T0.tzinfo is UTC
+
+
+def test_daily_rollup_equals_daily_spend_from_the_events(ledger):
+    tags = [{"team": "ml", "feature": "search", "user": "ana"}, {"team": "web", "project": "shop"}, {}]
+
+    async def write():
+        for n in range(120):
+            await ledger.write_event(
+                event(
+                    n,
+                    finished_at=T0 + timedelta(hours=7 * n),
+                    served_model=("gpt-4o", "gpt-4o-mini")[n % 2],
+                    tags=tags[n % 3],
+                    key_id=f"k{n % 4}",
+                    effective_cost=Decimal(n) / 1000,
+                )
+            )
+
+    run(write())
+    since, until = T0 - timedelta(days=1), T0 + timedelta(days=40)
+    for by in (None, "team", "model", "feature", "project", "user", "tag:team", "key"):
+        rolled = sorted(ledger.daily_rollup(since, until, by), key=str)
+        assert rolled == sorted(ledger.daily_spend(since, until, by), key=str) and rolled, by

@@ -306,3 +306,35 @@ def test_the_password_never_appears_in_errors_or_descriptions(pg_server):
     with pytest.raises(LedgerError) as caught:
         PostgresLedger(url, pool_timeout=1.0)
     assert "s3cret" not in str(caught.value) and "no_such_database" in str(caught.value)
+
+
+def test_replaying_lost_writes_is_exactly_once(pg_database):
+    """After a lost connection a batch's commit is ambiguous: replay writes a settle only while its reservation
+    is open, and an event only when its id is absent."""
+    from psycopg import AsyncConnection
+
+    from margin.store._pg_writer import PgOp, replay_lost
+    from margin.store.postgres import _pg_event_row
+
+    with PostgresLedger(pg_database) as ledger:
+        asyncio.run(ledger.open_reservation(reservation(1)))
+        asyncio.run(ledger.open_reservation(reservation(2)))
+        asyncio.run(ledger.settle(event(2, reservation_id="res-2"), "res-2"))  # this one had committed
+        asyncio.run(ledger.write_event(event(3)))  # and so had this one
+        lost = [
+            PgOp("settle", _pg_event_row(event(1, reservation_id="res-1")), "res-1"),
+            PgOp("settle", _pg_event_row(event(2, reservation_id="res-2")), "res-2"),
+            PgOp("event", _pg_event_row(event(3))),
+            PgOp("event", _pg_event_row(event(4))),
+        ]
+
+        async def replay():
+            async with await AsyncConnection.connect(pg_database) as conn:
+                async with conn.transaction():
+                    return await replay_lost(conn, lost, ledger.owner)
+
+        assert asyncio.run(replay()) == (2, 2)  # event 1 (its reservation was open) and event 4
+        assert asyncio.run(replay()) == (0, 4)  # a second replay writes nothing
+        ids = sorted(e.event_id for e in ledger.events(limit=100))
+        assert ids == ["ev-1", "ev-2", "ev-3", "ev-4"]
+        assert ledger.open_reservations() == []

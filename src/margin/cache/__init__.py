@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 _LAZY = {
     "context_fingerprint": "._context",
     "message_text": "._context",
+    "semantic_key": "._context",
     "semantic_text": "._context",
     "CacheError": "._embed",
     "Embedder": "._embed",
@@ -43,7 +44,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from ._context import context_fingerprint, message_text, semantic_text
+    from ._context import context_fingerprint, message_text, semantic_key, semantic_text
     from ._embed import CacheError, Embedder, MiniLMEmbedder, TokenStates, normalize_rows
     from ._index import VectorIndex
     from ._learned import LearnedVerifier, PairModel
@@ -92,6 +93,7 @@ __all__ = [
     "context_fingerprint",
     "message_text",
     "normalize_rows",
+    "semantic_key",
     "semantic_text",
     "verify",
 ]

@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["context_fingerprint", "message_text", "semantic_text"]
+__all__ = ["context_fingerprint", "message_text", "semantic_key", "semantic_text"]
 
 FINGERPRINT_VERSION = 1
 
@@ -122,3 +122,20 @@ def context_fingerprint(
     }
     blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def semantic_key(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(context fingerprint, final user turn)`` of a chat request body, as the semantic cache partitions and
+    embeds it, or ``None`` when the request has no final user turn to match on."""
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    text = semantic_text(messages)
+    if not text:
+        return None
+    fingerprint = context_fingerprint(
+        str(body.get("model")),
+        messages,
+        system=body.get("system"),
+        tools=body.get("tools"),
+        params={k: v for k, v in body.items() if k not in ("model", "messages", "system", "tools")},
+    )
+    return fingerprint, text

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..errors import MarginError
-from . import cost, demo, export, gateway, insights, operations, plan, prices, prompts, router, tokens
+from . import cost, costs, demo, export, gateway, insights, operations, plan, prices, prompts, router, tokens
 from ._common import State, err_console
 
 __all__ = ["app", "main"]
@@ -52,7 +52,7 @@ app.add_typer(gateway.keys_app, name="keys")
 app.command("spend")(gateway.spend_command)
 app.add_typer(gateway.cache_app, name="cache")
 app.add_typer(router.router_app, name="router")
-app.add_typer(insights.costs_app, name="costs")
+app.add_typer(costs.costs_app, name="costs")
 insights.report_app.command("operations")(operations.report_operations)
 app.add_typer(insights.report_app, name="report")
 app.add_typer(insights.tasks_app, name="tasks")

@@ -188,6 +188,29 @@ def spend_command(
     out_console.print(table)
 
 
+def _announce_dashboard(base: str, config: MarginConfig, *, has_master_key: bool, demo: bool) -> None:
+    """Print where the dashboard is and what opens it. With ``--demo-key`` and no key configured, a dashboard
+    key is made for this run only (never stored): ``make run`` then shows a working dashboard at once."""
+    import os
+    import secrets
+
+    env = config.gateway.dashboard_key_env
+    url = f"{base}/dashboard"
+    if os.environ.get(env):
+        line = f"dashboard: {url}  (sign in with the key in {env}, or the master key)"
+    elif has_master_key:
+        line = f"dashboard: {url}  (sign in with the master key; set {env} for a read-only key)"
+    elif demo:
+        key = "md-" + secrets.token_urlsafe(24)
+        # The dashboard's routes read this variable when the app is built, just after this: this process only.
+        os.environ[env] = key
+        line = f"dashboard: {url}  (dashboard key for this run: {key})"
+    else:
+        line = f"dashboard: {url} is disabled: set {env} (a read-only key) or {config.gateway.master_key_env}"
+    # Plain print: a terminal-width wrap would break the URL and the key apart.
+    print(line, flush=True)
+
+
 def serve_command(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
@@ -210,6 +233,7 @@ def serve_command(
     out_console.print(f"listening on {base}  (OpenAI: {base}/v1, Anthropic: {base})")
     out_console.print(f"models: {', '.join(sorted(gw.routes))}")
     out_console.print(f"ledger: {gw.ledger.describe()}")
+    _announce_dashboard(base, config, has_master_key=gw.master_key is not None, demo=demo_key)
     if demo_key:
         secret, _ = create_key(
             gw.ledger, user="demo", team="demo", project="demo", tags={"environment": "dev"}, budget=None, models=()

@@ -4,180 +4,63 @@ direct spend by tag plus allocated shared costs, adding up exactly to the total)
 from __future__ import annotations
 
 import csv
-import html
-import re
 import sys
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table as RichTable
 
-from ..config import margin_home
-from ..insights.attribution import AllocationRule, SharedCost, UsageSlice, showback
+from ..config import MarginConfig, margin_home
+from ..insights import reports
 from ..money import format_usd
 from ._common import err_console, out_console, plain_decimal, print_json, state
 from .gateway import open_ledger
 
-costs_app = typer.Typer(
-    help="Shared costs that are not per request (GPU instances, platform fees, engineering time), per month.",
-    no_args_is_help=True,
-)
 report_app = typer.Typer(help="Reports on the ledger.", no_args_is_help=True)
 
 
 def month_bounds(period: str) -> tuple[datetime, datetime]:
-    """``2026-11`` -> (2026-11-01 00:00 UTC, 2026-12-01 00:00 UTC)."""
-    match = re.fullmatch(r"(\d{4})-(0[1-9]|1[0-2])", period)
-    if not match:
-        raise typer.BadParameter(f"a month like 2026-11, got {period!r}", param_hint="--period")
-    year, month = int(match[1]), int(match[2])
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
-
-
-def _amount(text: str, option: str) -> Decimal:
+    """``2026-11`` -> (2026-11-01 00:00 UTC, 2026-12-01 00:00 UTC); a usage error for anything else."""
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise typer.BadParameter(f"a number like 123.45, got {text!r}", param_hint=option) from None
-    if not value.is_finite() or value < 0:
-        raise typer.BadParameter(f"a non-negative number, got {text!r}", param_hint=option)
-    return value
+        return reports.month_bounds(period)
+    except reports.PeriodError:
+        raise typer.BadParameter(f"a month like 2026-11, got {period!r}", param_hint="--period") from None
 
 
-@costs_app.command("add")
-def costs_add(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A name for the item, unique per month, e.g. gpu-node-1.")],
-    period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
-    category: Annotated[str, typer.Option("--category", help="gpu, platform_fee, engineering, ...")] = "other",
-    amount: Annotated[str | None, typer.Option("--amount", help="USD for the month.")] = None,
-    hourly: Annotated[str | None, typer.Option("--hourly", help="USD per hour (with --hours).")] = None,
-    hours: Annotated[str | None, typer.Option("--hours", help="Hours in the month (with --hourly).")] = None,
-    note: Annotated[str | None, typer.Option("--note")] = None,
-) -> None:
-    """Record a shared cost for a month: a fixed --amount, or --hourly x --hours (a GPU instance, an
-    engineer's time). Replaces an item of the same name and month."""
-    month_bounds(period)
-    if (amount is None) == (hourly is None or hours is None):
-        raise typer.BadParameter("give either --amount, or --hourly and --hours", param_hint="--amount")
-    value = (
-        _amount(amount, "--amount") if amount is not None else _amount(hourly, "--hourly") * _amount(hours, "--hours")
-    )  # type: ignore[arg-type]
-    ledger = open_ledger(state(ctx).config)
-    try:
-        ledger.add_shared_cost(name, period, category, value, note)
-    finally:
-        ledger.close()
-    out_console.print(f"{name} ({category}) for {period}: {format_usd(value)}")
+_HTML_HELP = "Write a self-contained HTML report with charts (works offline) to this file."
 
 
-@costs_app.command("list")
-def costs_list(
-    ctx: typer.Context,
-    period: Annotated[str | None, typer.Option("--period", help="Only this month.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Shared costs recorded with `margin costs add`, and those in the config (insights.shared_costs)."""
-    items = _shared_items(state(ctx).config, period)
-    if as_json:
-        print_json([{"name": n, "period": p, "category": c, "amount": a, "source": s} for n, p, c, a, s in items])
-        return
-    table = RichTable(title="Shared costs" + (f" for {period}" if period else ""), title_justify="left")
-    for header in ("name", "period", "category", "amount", "source"):
-        table.add_column(header, justify="right" if header == "amount" else "left")
-    for n, p, c, a, s in items:
-        table.add_row(n, p, c, format_usd(a), s)
-    out_console.print(table)
+def _write_html(path: Path, page: Any, now: datetime) -> None:
+    from ..dashboard.report import write_report
+
+    size = write_report(path, page, generated_at=now)
+    out_console.print(f"wrote {path} ({size / 1_000_000:.1f} MB, self-contained)")
 
 
-@costs_app.command("remove")
-def costs_remove(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument()],
-    period: Annotated[str, typer.Option("--period")],
-) -> None:
-    """Remove a shared cost recorded with `margin costs add`."""
-    ledger = open_ledger(state(ctx).config)
-    try:
-        removed = ledger.remove_shared_cost(name, period)
-    finally:
-        ledger.close()
-    if not removed:
-        err_console.print(f"[red]error:[/red] no shared cost {name!r} for {period}")
-        raise typer.Exit(2)
-    out_console.print(f"removed {name} for {period}")
+def _page_sources(config: MarginConfig) -> Any:
+    """What the report pages need from the config (the same settings the gateway's dashboard uses)."""
+    from ..dashboard.report import Sources
+
+    return Sources(
+        budgets=config.gateway.budgets,
+        alerts=config.insights.alerts,
+        default_max_tokens=config.gateway.default_max_tokens,
+    )
 
 
-@costs_app.command("import")
-def costs_import(
-    ctx: typer.Context,
-    focus_file: Annotated[Path, typer.Argument(help="A FOCUS cost and usage CSV (a cloud bill export).")],
-    where: Annotated[
-        list[str] | None,
-        typer.Option("--where", help="Keep rows where COLUMN=VALUE, e.g. ServiceCategory=Compute (repeatable)."),
-    ] = None,
-    category: Annotated[
-        str | None, typer.Option("--category", help="Category of every item (default: the row's service category).")
-    ] = None,
-    cost_column: Annotated[str, typer.Option("--cost-column", help="EffectiveCost, BilledCost, ListCost.")] = (
-        "EffectiveCost"
-    ),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the items; record nothing.")] = False,
-) -> None:
-    """Shared costs from a FOCUS file: each resource's cost per month becomes an item (same name and month
-    replaced), to be allocated like `margin costs add` items. Tax and credit rows are skipped."""
-    from ..insights.focus_import import shared_costs_from_focus
+def _read_report_page(config: MarginConfig, name: str, period: str, now: datetime) -> Any:
+    """A dashboard page model for an HTML report, read from the ledger as the gateway's dashboard reads it."""
+    from ..dashboard.report import period_of, read_page
 
-    filters: dict[str, str] = {}
-    for clause in where or []:
-        column, sep, value = clause.partition("=")
-        if not sep or not column:
-            raise typer.BadParameter(f"COLUMN=VALUE, got {clause!r}", param_hint="--where")
-        filters[column] = value
-    try:
-        with focus_file.open(newline="", encoding="utf-8-sig") as handle:
-            items = shared_costs_from_focus(
-                csv.DictReader(handle), cost_column=cost_column, category=category, filters=filters
-            )
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {focus_file}: {exc.strerror}", param_hint="FOCUS_FILE") from None
-    table = RichTable(title=f"Shared costs from {focus_file.name}", title_justify="left")
-    for header in ("name", "period", "category", "amount", "rows"):
-        table.add_column(header, justify="right" if header in ("amount", "rows") else "left")
-    for item in items:
-        table.add_row(item.name, item.period, item.category, format_usd(item.amount), str(item.rows))
-    out_console.print(table)
-    if dry_run or not items:
-        out_console.print("nothing recorded (dry run)" if dry_run else "no rows matched: nothing recorded")
-        return
-    ledger = open_ledger(state(ctx).config)
-    try:
-        for item in items:
-            ledger.add_shared_cost(
-                item.name, item.period, item.category, item.amount, f"FOCUS import: {focus_file.name}"
-            )
-    finally:
-        ledger.close()
-    out_console.print(f"recorded {len(items)} shared costs")
-
-
-def _shared_items(config: Any, period: str | None) -> list[tuple[str, str, str, Decimal, str]]:
     ledger = open_ledger(config)
     try:
-        stored = [(n, p, c, a, "ledger") for n, p, c, a, _ in ledger.shared_costs(period)]
+        return read_page(ledger, name, period_of(period, now), _page_sources(config))
     finally:
         ledger.close()
-    configured = [
-        (item.name, item.period, item.category, item.amount, "config")
-        for item in config.insights.shared_costs
-        if period is None or item.period == period
-    ]
-    return configured + stored
 
 
 @report_app.command("attribution")
@@ -187,11 +70,13 @@ def report_attribution(
     by: Annotated[str, typer.Option("--by", help="A tag: team, project, feature, cost_center, user, ...")] = "team",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-    html_file: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
+    html_file: Annotated[Path | None, typer.Option("--html", help=_HTML_HELP)] = None,
 ) -> None:
     """Showback for a month: each group's direct spend (by a tag, with an explicit 'unattributed' row), its
     share of the month's shared costs by the configured allocation rules, and tag coverage. Direct and
     allocated shares add up exactly to the total."""
+    from .costs import shared_items
+
     config = state(ctx).config
     start, end = month_bounds(period)
     ledger = open_ledger(config)
@@ -199,15 +84,14 @@ def report_attribution(
         usage = ledger.usage_by_tags(start, end)
     finally:
         ledger.close()
-    slices = [UsageSlice(tags=t, cost=c, input_tokens=i, output_tokens=o, requests=n) for t, c, i, o, n in usage]
-    shared = [SharedCost(name=n, category=c, amount=a) for n, _, c, a, _ in _shared_items(config, period)]
-    rules = [
-        AllocationRule(
-            category=r.category, method=r.method, basis=r.basis, activity_rates=r.activity_rates, among=r.among
-        )
-        for r in config.insights.allocation_rules
-    ]
-    report = showback(slices, shared, rules, by, required_tags=config.insights.required_tags, period=period)
+    report = reports.showback_from_ledger(
+        usage,
+        [(n, c, a) for n, _, c, a, _ in shared_items(config, period)],
+        config.insights.allocation_rules,
+        by,
+        required_tags=config.insights.required_tags,
+        period=period,
+    )
     rows = report.rows()
     if as_json:
         print_json(report.as_dict())
@@ -219,8 +103,10 @@ def report_attribution(
             writer.writerow([plain_decimal(v) if isinstance(v, Decimal) else v for v in row.values()])
         return
     if html_file is not None:
-        html_file.write_text(_html(report.as_dict(), rows, by), encoding="utf-8")
-        out_console.print(f"wrote {html_file}")
+        from ..dashboard.report import attribution_page, period_of
+
+        now = datetime.now(UTC)
+        _write_html(html_file, attribution_page(period_of(period, now), report), now)
         return
     table = RichTable(title=f"Showback {period} by {by}", title_justify="left")
     for header in rows[0].keys() if rows else ():
@@ -236,87 +122,38 @@ def report_attribution(
         )
 
 
-def _html(document: dict[str, Any], rows: list[dict[str, Any]], by: str) -> str:
-    """A self-contained HTML page (no scripts, no network): the showback table and its totals."""
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in (rows[0].keys() if rows else ()))
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td>{html.escape(plain_decimal(v) if isinstance(v, Decimal) else str(v))}</td>" for v in r.values())
-        + "</tr>"
-        for r in rows
-    )
-    title = f"margin showback {document.get('period')} by {by}"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        f"<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by margin.</p></body></html>"
-    )
-
-
 @report_app.command("forecast")
 def report_forecast(
     ctx: typer.Context,
     by: Annotated[str | None, typer.Option("--by", help="team, project, feature, model, key or tag:NAME.")] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="A `margin plan forecast` scenario (YAML/JSON, - for stdin): compare its month with the actual "
+            "trend, product by product (grouped --by, default feature).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """This month's spend so far and its projected total per group (burn rate of the last full days with
     day-of-week seasonality, and a 10-90% interval), with the status of the month budgets that apply and the
-    day each would run out at the current rate."""
-    from datetime import date, timedelta
-
-    from ..insights.forecast import budget_status, month_end_forecast, runout_date
+    day each would run out at the current rate. With --plan: the planner's bottom-up forecast for this month
+    against the same trend (docs/insights.md#plan-against-actual)."""
 
     config = state(ctx).config
     now = datetime.now(UTC)
     since = datetime(now.year, now.month, 1, tzinfo=UTC) - timedelta(days=35)
+    if plan is not None:
+        _plan_against_actual(ctx, plan, by or "feature", now, since, as_json)
+        return
     ledger = open_ledger(config)
     try:
-        rows = ledger.daily_spend(since, None, by)
+        rows = ledger.daily_rollup(since, now + timedelta(hours=1), by)
     finally:
         ledger.close()
-    series: dict[str | None, dict[date, Decimal]] = {}
-    for day, group, cost in rows:
-        series.setdefault(group, {})[date.fromisoformat(day)] = cost
-    if by is None:
-        series.setdefault(None, {})
     budgets = [b for b in config.gateway.budgets if b.period == "month"]
-    out = []
-    for group, daily in sorted(series.items(), key=lambda item: item[0] or ""):
-        forecast = month_end_forecast(daily, now)
-        entry: dict[str, Any] = {
-            "group": group if by else "(all)",
-            "spent": forecast.spent_to_date,
-            "projected": forecast.projected_total,
-            "low": forecast.low,
-            "high": forecast.high,
-            "method": forecast.method,
-            "budgets": [],
-        }
-        for budget in budgets:
-            applies = budget.scope == "global" if by is None else budget.scope == by and budget.value in (None, group)
-            if not applies:
-                continue
-            status = budget_status(
-                forecast.spent_to_date,
-                forecast.projected_total,
-                budget.amount,
-                warn=budget.warn,
-                review=budget.review,
-                block=budget.block,
-            )
-            runs_out = runout_date(
-                forecast.spent_to_date,
-                budget.amount,
-                forecast.base_rate,
-                today=forecast.as_of,
-                factors=forecast.by_weekday_factors,
-                today_remaining=forecast.today_remaining,
-            )
-            entry["budgets"].append({"name": budget.name, "cap": budget.amount, "status": status, "runs_out": runs_out})
-        out.append(entry)
+    out = reports.forecast_groups(rows, now, by, budgets)
     if as_json:
         print_json({"as_of": now, "by": by, "groups": out})
         return
@@ -336,6 +173,54 @@ def report_forecast(
             or "-",
         )
     out_console.print(table)
+
+
+def _plan_against_actual(
+    ctx: typer.Context, source: str, by: str, now: datetime, since: datetime, as_json: bool
+) -> None:
+    from ..insights.plan_vs_actual import compare_plan
+    from ..plan import PlanContext, get_model, parse_scenario
+    from ..plan.forecast import compute
+    from .plan import read_scenario
+
+    st = state(ctx)
+    scenario = parse_scenario(get_model("forecast").scenario_type, read_scenario(source))
+    result = compute(
+        scenario, PlanContext(resolve_rate=st.catalog.rate, words_per_token=st.config.tokens.words_per_token)
+    )
+    ledger = open_ledger(st.config)
+    try:
+        by_group = reports.scope_forecasts(ledger.daily_rollup(since, now + timedelta(hours=1), by), now, by)
+        total = reports.scope_forecasts(ledger.daily_rollup(since, now + timedelta(hours=1), None), now, None)[None]
+    finally:
+        ledger.close()
+    month = reports.current_period(now)
+    try:
+        comparison = compare_plan(result, month, by_group, total)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--plan") from None
+    if as_json:
+        print_json({"as_of": now, "by": by, **comparison.as_dict()})
+        return
+    table = RichTable(title=f"Plan against actual, {month} (month {comparison.plan_month} of the plan; by {by})")
+    for header in (by, "planned", "spent", "projected", "10-90%", "difference", "status"):
+        table.add_column(header, justify="left" if header in (by, "status") else "right")
+    for row in [*comparison.rows, *([comparison.total] if comparison.total else [])]:
+        table.add_row(
+            row.name,
+            "-" if row.planned is None else format_usd(row.planned),
+            format_usd(row.spent),
+            format_usd(row.projected),
+            f"{format_usd(row.low)} - {format_usd(row.high)}",
+            "-"
+            if row.difference is None
+            else format_usd(row.difference)
+            + ("" if row.difference_pct is None else f" ({row.difference_pct * 100:+.0f}%)"),
+            row.status.replace("_", " "),
+        )
+    out_console.print(table)
+    for note in comparison.notes:
+        out_console.print(f"note: {note}")
 
 
 tasks_app = typer.Typer(help="Tasks: requests grouped by X-Margin-Task-Id, and how they ended.", no_args_is_help=True)
@@ -364,31 +249,26 @@ def report_tasks(
     ctx: typer.Context,
     period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print every task as CSV.")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help=_HTML_HELP)] = None,
 ) -> None:
     """Cost per task and per SUCCESSFUL task: what all tasks cost (failed and unknown ones included, since
     their spend was needed to get the successes) divided by the tasks that succeeded."""
+    config = state(ctx).config
     start, end = month_bounds(period)
-    ledger = open_ledger(state(ctx).config)
+    if html_file is not None:
+        now = datetime.now(UTC)
+        _write_html(html_file, _read_report_page(config, "tasks", period, now), now)
+        return
+    ledger = open_ledger(config)
     try:
         tasks = ledger.task_costs(start, end)
     finally:
         ledger.close()
-    total = sum((cost for _, _, cost, _ in tasks), Decimal(0))
-    counts = {o: sum(1 for *_, outcome in tasks if outcome == o) for o in ("success", "failure", None)}
-    nano = Decimal("0.000000001")  # a nano-dollar: the ledger's resolution
-    per_task = (total / len(tasks)).quantize(nano) if tasks else None
-    per_success = (total / counts["success"]).quantize(nano) if counts["success"] else None
-    doc = {
-        "period": period,
-        "tasks": len(tasks),
-        "succeeded": counts["success"],
-        "failed": counts["failure"],
-        "unknown": counts[None],
-        "total_cost": total,
-        "cost_per_task": per_task,
-        "cost_per_successful_task": per_success,
-        "requests": sum(n for _, n, _, _ in tasks),
-    }
+    if as_csv:
+        _csv(["task_id", "requests", "cost", "outcome"], [[t, n, c, o or ""] for t, n, c, o in tasks])
+        return
+    doc = reports.task_summary(tasks, period)
     if as_json:
         print_json(doc)
         return
@@ -401,6 +281,15 @@ def report_tasks(
         shown = format_usd(value) if isinstance(value, Decimal) else ("-" if value is None else f"{value:,}")
         table.add_row(name.replace("_", " "), shown)
     out_console.print(table)
+
+
+def ledger_prompts(config: Any, since: datetime | None) -> list[dict[str, Any]]:
+    """The retained prompts since ``since`` (empty when retention is off or nothing was kept)."""
+    ledger = open_ledger(config)
+    try:
+        return ledger.retained_prompts(since, None, limit=1_000_000)
+    finally:
+        ledger.close()
 
 
 def self_hosted_capacity(config: Any, since: datetime, now: datetime) -> dict[str, Any]:
@@ -422,6 +311,30 @@ def self_hosted_capacity(config: Any, since: datetime, now: datetime) -> dict[st
     }
 
 
+def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """CSV on stdout with raw values: Decimals with every digit, so a spreadsheet gets exact numbers."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([plain_decimal(v) if isinstance(v, Decimal) else ("" if v is None else v) for v in row])
+
+
+_ROLLUP_FIELDS = (
+    "requests",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "list_cost",
+    "effective_cost",
+    "avoided_cost",
+)
+
+
+def _rollup_csv_rows(rows: Sequence[Mapping[str, Any]], *prefix: str) -> list[list[Any]]:
+    return [[*prefix, r["group"], *(r[name] for name in _ROLLUP_FIELDS)] for r in rows]
+
+
 @report_app.command("recommendations")
 def report_recommendations(
     ctx: typer.Context,
@@ -430,6 +343,13 @@ def report_recommendations(
     expensive: Annotated[
         str | None, typer.Option("--expensive", help="Comma-separated models to look for simple requests on.")
     ] = None,
+    near_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--near-duplicates",
+            help="Also group retained prompts (gateway.prompt_retention) with the semantic cache's own matching.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What to change, from the ledger itself, each with its evidence and an estimated monthly saving: simple
@@ -450,6 +370,7 @@ def report_recommendations(
         return
     first = start or events[0].finished_at
     period_days = max(Decimal(1), Decimal(str(round((now - first).total_seconds() / 86400, 6))))
+    prompts = ledger_prompts(st.config, start) if near_duplicates else []
     found = recommend(
         events,
         price=catalog_pricer(st.catalog, now),
@@ -461,6 +382,18 @@ def report_recommendations(
         prompt_hashes={e.event_id: e.prompt_hash for e in events if e.prompt_hash} or None,
         **self_hosted_capacity(st.config, first, now),
     )
+    if near_duplicates:
+        if not prompts:
+            err_console.print(
+                "no retained prompts in the period: turn on gateway.prompt_retention to find near duplicates"
+            )
+        else:
+            from ..cache import MiniLMEmbedder, SemanticCache
+            from ..insights.near_duplicates import semantic_cache_candidates
+
+            cache = SemanticCache(MiniLMEmbedder(), max_entries=max(1000, len(prompts)))
+            found += semantic_cache_candidates(events, prompts, cache, period_days=period_days)
+            found.sort(key=lambda r: (-r.estimated_monthly_saving, r.kind, r.title))
     if as_json:
         from dataclasses import asdict
 
@@ -482,17 +415,32 @@ def report_overview(
     ctx: typer.Context,
     period: Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print every breakdown's rows as CSV.")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help=_HTML_HELP)] = None,
 ) -> None:
     """A month at a glance, from the hourly rollups (fast at any ledger size): spend, requests, tokens and
-    avoided spend, by model, team, status and day."""
+    avoided spend, by model, team, status and day. The HTML report is the dashboard's overview page: with the
+    month-end forecast, the month budgets and the top cost drivers."""
+    config = state(ctx).config
     start, end = month_bounds(period)
-    ledger = open_ledger(state(ctx).config)
+    if html_file is not None:
+        now = datetime.now(UTC)
+        _write_html(html_file, _read_report_page(config, "overview", period, now), now)
+        return
+    ledger = open_ledger(config)
     try:
         doc = ledger.overview(start, end)
     finally:
         ledger.close()
     if as_json:
         print_json({"period": period, **doc})
+        return
+    breakdowns = (("by model", "by_model"), ("by team", "by_team"), ("by status", "by_status"), ("by day", "by_day"))
+    if as_csv:
+        rows = _rollup_csv_rows([doc["total"]], "total")
+        for _, key in breakdowns:
+            rows += _rollup_csv_rows(doc[key], key)
+        _csv(["breakdown", "group", *_ROLLUP_FIELDS], rows)
         return
     total = doc["total"]
     out_console.print(
@@ -501,12 +449,7 @@ def report_overview(
         f"{total['input_tokens']:,} input / {total['output_tokens']:,} output tokens, "
         f"{format_usd(total['avoided_cost'])} avoided by caches"
     )
-    for title, key in (
-        ("by model", "by_model"),
-        ("by team", "by_team"),
-        ("by status", "by_status"),
-        ("by day", "by_day"),
-    ):
+    for title, key in breakdowns:
         table = RichTable(title=title, title_justify="left")
         for header in ("group", "events", "input tokens", "output tokens", "effective cost"):
             table.add_column(header, justify="left" if header == "group" else "right")
@@ -673,15 +616,25 @@ def simulate_command(
     out_console.print("assumptions: " + "; ".join(result.assumptions))
 
 
-def _breakdown(ctx: typer.Context, period: str, by: str, as_json: bool, title: str) -> None:
+def _breakdown(
+    ctx: typer.Context, page: str, period: str, by: str, title: str, as_json: bool, as_csv: bool, html: Path | None
+) -> None:
+    config = state(ctx).config
     start, end = month_bounds(period)
-    ledger = open_ledger(state(ctx).config)
+    if html is not None:
+        now = datetime.now(UTC)
+        _write_html(html, _read_report_page(config, page, period, now), now)
+        return
+    ledger = open_ledger(config)
     try:
         rows = ledger.rollup_breakdown(start, end, by)
     finally:
         ledger.close()
     if as_json:
         print_json({"period": period, "by": by, "rows": rows})
+        return
+    if as_csv:
+        _csv([by, *_ROLLUP_FIELDS], _rollup_csv_rows(rows))
         return
     table = RichTable(title=f"{title} {period}", title_justify="left")
     for header in (by, "events", "input tokens", "output tokens", "effective cost", "avoided by caches"):
@@ -700,27 +653,37 @@ def _breakdown(ctx: typer.Context, period: str, by: str, as_json: bool, title: s
 
 _PERIOD = Annotated[str, typer.Option("--period", help="The month, e.g. 2026-11.")]
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+_CSV = Annotated[bool, typer.Option("--csv", help="Print CSV (exact values).")]
+_HTML = Annotated[Path | None, typer.Option("--html", help=_HTML_HELP)]
 
 
 @report_app.command("models")
-def report_models(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+def report_models(
+    ctx: typer.Context, period: _PERIOD, as_json: _JSON = False, as_csv: _CSV = False, html: _HTML = None
+) -> None:
     """Spend by served model for a month (from the hourly rollups)."""
-    _breakdown(ctx, period, "model", as_json, "Spend by model")
+    _breakdown(ctx, "models", period, "model", "Spend by model", as_json, as_csv, html)
 
 
 @report_app.command("teams")
-def report_teams(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+def report_teams(
+    ctx: typer.Context, period: _PERIOD, as_json: _JSON = False, as_csv: _CSV = False, html: _HTML = None
+) -> None:
     """Spend by team for a month (from the hourly rollups); `report attribution` adds shared costs."""
-    _breakdown(ctx, period, "team", as_json, "Spend by team")
+    _breakdown(ctx, "teams", period, "team", "Spend by team", as_json, as_csv, html)
 
 
 @report_app.command("features")
-def report_features(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+def report_features(
+    ctx: typer.Context, period: _PERIOD, as_json: _JSON = False, as_csv: _CSV = False, html: _HTML = None
+) -> None:
     """Spend by the feature tag for a month (from the hourly rollups)."""
-    _breakdown(ctx, period, "feature", as_json, "Spend by feature")
+    _breakdown(ctx, "features", period, "feature", "Spend by feature", as_json, as_csv, html)
 
 
 @report_app.command("weekly")
-def report_weekly(ctx: typer.Context, period: _PERIOD, as_json: _JSON = False) -> None:
+def report_weekly(
+    ctx: typer.Context, period: _PERIOD, as_json: _JSON = False, as_csv: _CSV = False, html: _HTML = None
+) -> None:
     """Spend per week of a month (weeks start on Monday, `%Y-W%W`), to see the trend at a glance."""
-    _breakdown(ctx, period, "week", as_json, "Spend by week")
+    _breakdown(ctx, "weekly", period, "week", "Spend by week", as_json, as_csv, html)

@@ -47,7 +47,7 @@ def plan_command(
     if as_json and as_csv:
         raise typer.BadParameter("choose one of --json or --csv")
     st = state(ctx)
-    parsed = parse_scenario(planner.scenario_type, _read_scenario(scenario))
+    parsed = parse_scenario(planner.scenario_type, read_scenario(scenario))
     context = PlanContext(resolve_rate=st.catalog.rate, words_per_token=st.config.tokens.words_per_token)
     result = planner.compute(parsed, context)
     if as_json:
@@ -69,7 +69,7 @@ def _list_models() -> None:
     out_console.print(table)
 
 
-def _read_scenario(source: str) -> Any:
+def read_scenario(source: str) -> Any:
     label = "stdin" if source == "-" else source
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")

@@ -17,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..errors import MarginError
 from ..keys import new_virtual_key
 from ..store.base import GROUP_BY_CHOICES, VirtualKey
+from .backends.health import BackendDown
 from .errors import GatewayError, render_error
 from .state import Gateway
 
@@ -79,8 +81,19 @@ def _admin(
                 takes = f"it takes {', '.join(query)}" if query else "it takes none"
                 raise ValueError(f"unknown query parameter {unknown[0]!r} for {request.url.path}: {takes}")
             return await handler(request)
+        except BackendDown as exc:
+            unavailable = GatewayError(
+                f"the shared backend (redis) is unreachable: {exc}", status=503, error_type="backend_unavailable"
+            )
+            status, body, headers = render_error(unavailable, wire="openai")
+            return Response(body, status_code=status, media_type="application/json", headers=headers)
         except GatewayError as exc:
             status, body, headers = render_error(exc, wire="openai")
+            return Response(body, status_code=status, media_type="application/json", headers=headers)
+        except MarginError as exc:  # e.g. the ledger cannot record or read: 503 with what happened, not a 500
+            status, body, headers = render_error(
+                GatewayError(exc.message, status=exc.http_status, error_type=exc.error_type), wire="openai"
+            )
             return Response(body, status_code=status, media_type="application/json", headers=headers)
         except ValueError as exc:
             status, body, headers = render_error(
@@ -161,7 +174,7 @@ def admin_routes(gw: Gateway) -> list[Route]:
 
     async def budgets(request: Request) -> Response:
         rows = []
-        for name, (spent, reserved) in gw.counters.items():
+        for name, (spent, reserved) in await gw.counters.items():
             rows.append({"counter": name, "spent": spent, "reserved": reserved})
         return _json({"budgets": [r.model_dump() for r in gw.config.budgets], "counters": rows})
 
@@ -172,7 +185,7 @@ def admin_routes(gw: Gateway) -> list[Route]:
         for name, value in body.items():
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"'{name}' must be a string")
-        count = gw.breaker.reset(body.get("rule"), body.get("value"))
+        count = await gw.breaker.reset(body.get("rule"), body.get("value"))
         return _json({"reset": count})
 
     async def flush_ledger(request: Request) -> Response:
@@ -190,10 +203,10 @@ def admin_routes(gw: Gateway) -> list[Route]:
         for name, value in body.items():
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"'{name}' must be a string")
-        cleared = gw.exact_cache.clear(
+        cleared = await gw.exact_cache.clear(
             route=body.get("route"), partition=body.get("scope"), key_prefix=body.get("prefix")
         )
-        return _json({"cleared": cleared, "remaining": len(gw.exact_cache)})
+        return _json({"cleared": cleared, "remaining": await gw.exact_cache.count()})
 
     async def alerts(request: Request) -> Response:
         found = await asyncio.to_thread(gw.ledger.alerts, limit=200)

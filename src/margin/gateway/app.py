@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..dashboard.routes import dashboard_routes
 from ..errors import MarginError
 from ..ids import new_id
 from ..policy.budgets import period_key
@@ -25,18 +26,19 @@ from ..tokens import count_text
 from ..usage import NormalizedUsage, UsageBlockError, UsageEvent
 from ._sse_response import SSEResponse
 from .admin import admin_routes
+from .backends.health import BackendDown
 from .caching import decide_cache, semantic_lookup, serve_hit, store_answer
 from .errors import GatewayError, render_error
 from .levers import affordable_route, cascade_verdict, summarize_dropped
 from .pipeline import (
     CallContext,
     Principal,
+    admit,
     authenticate,
-    budget_warning,
+    budget_headers,
     make_event,
     normalize,
     plan_request,
-    remaining_budget,
     run_call,
     settle,
 )
@@ -164,13 +166,13 @@ async def _record_rejection(
     gw.observe(event)
 
 
-def _downgrade_to_fit(gw: Gateway, ctx: CallContext) -> str | None:
+async def _downgrade_to_fit(gw: Gateway, ctx: CallContext) -> str | None:
     """Budget-aware routing: a cheaper tier when the chosen one's worst case does not fit the remaining
     budget (the route's ``downgrade_to_fit``). Returns "from -> to" when it downgraded."""
     lever = ctx.lever
     if lever is None or lever.routing is None or not lever.routing.downgrade_to_fit or "tier" not in ctx.decisions:
         return None
-    route, downgraded = affordable_route(gw, ctx, lever.routing, ctx.decisions["tier"])
+    route, downgraded = await affordable_route(gw, ctx, lever.routing, ctx.decisions["tier"])
     if not downgraded:
         return None
     chosen = ctx.route.name
@@ -225,11 +227,12 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 headers=request_headers,
                 principal=principal,
             )
+            await admit(gw, ctx)
             if gw.retention_rules is not None:
                 await retain_request(gw, ctx)
             if ctx.pending_summary is not None:
                 await summarize_dropped(gw, ctx)
-            cache = decide_cache(gw, ctx, ctx.lever, request_headers)
+            cache = await decide_cache(gw, ctx, ctx.lever, request_headers)
             if cache.status == "miss" and gw.semantic_caches:
                 cache = await semantic_lookup(gw, ctx, cache)
             if cache.status != "off":
@@ -239,7 +242,7 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 if as_stream:
                     return SSEResponse(_single(payload), hit_headers)
                 return Response(payload, media_type=JSON, headers=hit_headers)
-            downgraded = _downgrade_to_fit(gw, ctx)
+            downgraded = await _downgrade_to_fit(gw, ctx)
             if ctx.stream:
                 headers, chunks = await open_stream(gw, ctx)
                 if ctx.cache is not None:
@@ -283,15 +286,13 @@ def _handler(gw: Gateway, wire: Wire, endpoint: Endpoint) -> Handler:
                 "x-margin-cost": f"{cost.effective_cost:f}",
                 "x-margin-list-cost": f"{cost.list_cost:f}",
                 "x-margin-served-model": route.upstream_model,
-                "x-margin-budget-remaining": remaining_budget(gw, reserved),
+                **await budget_headers(gw, reserved),
             }
             if reserved.max_tokens is not None:
                 headers["x-margin-max-tokens"] = str(reserved.max_tokens)
-            if warning := budget_warning(gw, reserved):
-                headers["x-margin-budget-status"] = warning
             if ctx.cache is not None:
                 headers["x-margin-cache"] = ctx.cache
-                store_answer(gw, ctx, cache, response.body, usage, route.upstream_model)
+                await store_answer(gw, ctx, cache, response.body, usage, route.upstream_model)
             if downgraded:
                 headers["x-margin-downgraded"] = downgraded
             if "tier" in ctx.decisions:
@@ -437,20 +438,27 @@ def create_app(gw: Gateway) -> _FastRoutes:
         now = gw.clock()
         rules = {rule.name: rule for rule in gw.config.budgets}
         budgets = []
-        for counter, (spent, _reserved) in gw.counters.items():
+        try:
+            counters = await gw.counters.items()
+        except BackendDown:
+            counters = []  # Redis unreachable: margin_backend_up says so
+        for counter, (spent, _reserved) in counters:
             name, scope, period = counter.split("|", 2)
             rule = rules.get(name)
             if rule is None or rule.amount <= 0 or period != period_key(rule.period, now):
                 continue  # keys' own budgets and past periods are left out (bounded series)
             budgets.append((name, scope.partition("=")[2], float(spent / rule.amount)))
-        text = gw.metrics.render(
-            budgets=budgets,
-            gauges=lambda: {
-                "margin_ledger_writes_in_flight": float(gw.ledger.in_flight),
-                "margin_open_reservations": float(gw.ledger.reservations_held),
-                "margin_exact_cache_entries": float(len(gw.exact_cache)),
-            },
-        )
+        gauges = {
+            "margin_ledger_writes_in_flight": float(gw.ledger.in_flight),
+            "margin_open_reservations": float(gw.ledger.reservations_held),
+        }
+        cache_entries = await gw.exact_cache.count()
+        if cache_entries is not None:  # None: in Redis, where counting means scanning the keyspace
+            gauges["margin_exact_cache_entries"] = float(cache_entries)
+        if gw.redis is not None:
+            gauges["margin_backend_up"] = 0.0 if gw.redis.health.down else 1.0
+            gauges["margin_backend_pending_settles"] = float(gw.counters.pending_settles)  # type: ignore[attr-defined]
+        text = gw.metrics.render(budgets=budgets, gauges=lambda: gauges)
         return Response(text, media_type="text/plain; version=0.0.4")
 
     async def task_outcome(request: Request) -> Response:
@@ -512,6 +520,7 @@ def create_app(gw: Gateway) -> _FastRoutes:
     async def lifespan(app: Starlette):
         watcher = asyncio.create_task(watch_anomalies()) if gw.alerts is not None else None
         purger = asyncio.create_task(purge_loop(gw)) if gw.retention_rules is not None else None
+        await gw.start()  # shared backends: connect, adopt the Redis epoch, apply the start-up rebuild
         yield
         for task in (watcher, purger):
             if task is not None:
@@ -531,5 +540,6 @@ def create_app(gw: Gateway) -> _FastRoutes:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *admin_routes(gw),
+        *dashboard_routes(gw),
     ]
     return _FastRoutes(proxied, Starlette(routes=routes, lifespan=lifespan), max_body_bytes=gw.config.max_body_bytes)

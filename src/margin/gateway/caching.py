@@ -58,7 +58,9 @@ def _bypassed(headers: Mapping[str, str]) -> bool:
     return "no-cache" in control or "no-store" in control or headers.get("x-margin-cache", "").lower() == "bypass"
 
 
-def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, headers: Mapping[str, str]) -> CacheDecision:
+async def decide_cache(
+    gw: Gateway, ctx: CallContext, lever: LeverRoute | None, headers: Mapping[str, str]
+) -> CacheDecision:
     """Whether this request may use the exact cache, and the entry if it is a hit."""
     policy = lever.cache if lever is not None else None
     if policy is None or not policy.enabled or ctx.endpoint == "embeddings" or lever is None:
@@ -67,7 +69,7 @@ def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, header
         return CacheDecision("bypass", lever=lever.name)
     partition = cache_scope_value(policy.scope, key_id=ctx.principal.key_id, tags=ctx.tags)
     key = ctx.prompt_hash
-    entry = gw.exact_cache.get(partition, key, max_output_tokens=ctx.requested_max_tokens)
+    entry = await gw.exact_cache.get(partition, key, max_output_tokens=ctx.requested_max_tokens)
     return CacheDecision(
         "hit" if entry else "miss",
         lever=lever.name,
@@ -78,29 +80,18 @@ def decide_cache(gw: Gateway, ctx: CallContext, lever: LeverRoute | None, header
     )
 
 
-_NOT_FINGERPRINTED = frozenset({"model", "messages", "system", "tools"})
-
-
 async def semantic_lookup(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> CacheDecision:
     """After an exact miss on a route with a semantic cache: embed the last user turn (in a worker thread:
     ~6 ms of CPU) and look for an answer to a question that means the same under the same context."""
     cache = gw.semantic_caches.get(decision.lever or "")
     if cache is None or decision.status != "miss" or decision.partition is None:
         return decision
-    from ..cache import context_fingerprint, semantic_text
+    from ..cache import semantic_key
 
-    body = ctx.client_body
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-    text = semantic_text(messages)
-    if not text:
+    key = semantic_key(ctx.client_body)
+    if key is None:
         return decision
-    fingerprint = context_fingerprint(
-        str(body.get("model")),
-        messages,
-        system=body.get("system"),
-        tools=body.get("tools"),
-        params={k: v for k, v in body.items() if k not in _NOT_FINGERPRINTED},
-    )
+    fingerprint, text = key
     found = await asyncio.to_thread(cache.lookup_detailed, decision.partition, fingerprint, text)
     state = SemanticState(cache, decision.partition, fingerprint, text, found.vector)
     hit = found.hit
@@ -134,7 +125,7 @@ def cacheable(ctx: CallContext, body: Mapping[str, Any]) -> bool:
     return True
 
 
-def store_answer(
+async def store_answer(
     gw: Gateway,
     ctx: CallContext,
     decision: CacheDecision,
@@ -156,7 +147,7 @@ def store_answer(
         )
         gw.background_tasks.add(task)  # referenced until done: an unreferenced task may be collected
         task.add_done_callback(gw.background_tasks.discard)
-    stored = gw.exact_cache.put(
+    return await gw.exact_cache.put(
         decision.partition,
         decision.key,
         body,
@@ -165,7 +156,6 @@ def store_answer(
         served_model=served_model,
         ttl_seconds=decision.ttl_seconds,
     )
-    return stored is not None
 
 
 async def serve_hit(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> tuple[bytes, dict[str, str], bool]:

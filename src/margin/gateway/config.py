@@ -190,6 +190,9 @@ class GatewayConfig(_Strict):
     database: str | None = None
     # Name of the environment variable holding the master key (protects the admin API).
     master_key_env: str = "MARGIN_MASTER_KEY"
+    # Name of the environment variable holding the read-only dashboard key: it opens /dashboard (as the master
+    # key does) and nothing else, so it can be shared with people who should see spend but not manage keys.
+    dashboard_key_env: str = "MARGIN_DASHBOARD_KEY"
     providers: list[ProviderConfig] = Field(default_factory=_default_providers)
     models: list[ModelRouteConfig] = Field(default_factory=_default_models)
     budgets: list[BudgetConfig] = Field(default_factory=list)
@@ -228,9 +231,29 @@ class GatewayConfig(_Strict):
     # The exact cache's bounds (all lever routes share it): entries and bytes of cached bodies.
     cache_max_entries: int = Field(default=10_000, gt=0)
     cache_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # Shared state for several gateway instances (docs/deploy.md): budget counters, rate limits, spend breakers
+    # and the exact cache in Redis or Valkey (redis://, rediss:// or unix:// URL). Unset: in this process.
+    redis_url: str | None = None
+    # Environment variable holding the Redis password (keeps it out of the config file); optional.
+    redis_password_env: str | None = None
+    # When Redis is unreachable: "closed" refuses requests a budget applies to (503 budget_backend_unavailable),
+    # "open" serves them with budgets unenforced. Both alert (ledger, log at ERROR) and count in /metrics.
+    redis_failure: Literal["closed", "open"] = "closed"
+    # Key prefix, so several deployments can share one Redis (every key carries it as a hash tag: {margin}:...).
+    redis_prefix: str = Field(default="margin", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    # Socket timeout of one Redis command; a command slower than this counts as Redis being unreachable.
+    redis_timeout_ms: int = Field(default=500, gt=0, le=60_000)
+    # A reservation not settled within this long (its instance died) is charged at its worst case, as the
+    # ledger charges it at the next start-up.
+    redis_reservation_ttl_s: int = Field(default=900, ge=10, le=86_400)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"gateway.redis_url must be a redis://, rediss:// or unix:// URL (e.g. redis://127.0.0.1:6379/0), "
+                f"got {self.redis_url.split('@')[-1]!r}"
+            )
         providers = {p.name for p in self.providers}
         if len(providers) != len(self.providers):
             raise ValueError("gateway.providers: provider names must be unique")

@@ -89,7 +89,7 @@ def route_model(
     return model, decision, later
 
 
-def affordable_route(gw: Gateway, ctx: Any, policy: RoutingPolicy, tier: str) -> tuple[ModelRoute, bool]:
+async def affordable_route(gw: Gateway, ctx: Any, policy: RoutingPolicy, tier: str) -> tuple[ModelRoute, bool]:
     """The chosen tier's route, or the first cheaper tier whose worst case fits every budget that applies to
     it (``downgrade_to_fit``); (route, downgraded). When nothing fits, the chosen route: the reservation then
     refuses it with the usual budget error."""
@@ -102,7 +102,7 @@ def affordable_route(gw: Gateway, ctx: Any, policy: RoutingPolicy, tier: str) ->
         applied = applicable_budgets(
             rules, RequestScope(key_id=ctx.principal.key_id, tags=ctx.tags, model=route.upstream_model), now
         )
-        headroom = gw.counters.headroom(applied)
+        headroom = await gw.counters.headroom(applied)
         worst, _, _ = route.pricer.worst_case(ctx.prompt_estimate, max_tokens, now)
         if headroom is None or worst <= headroom:
             return route, name != order[0]

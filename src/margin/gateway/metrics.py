@@ -40,6 +40,9 @@ class GatewayMetrics:
     tokens: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     cache: dict[tuple[str], int] = field(default_factory=lambda: defaultdict(int))
     avoided: dict[tuple[str], float] = field(default_factory=lambda: defaultdict(float))
+    # (backend, outcome) -> count, kept by the shared backends' health (gateway/backends/health.py): outages,
+    # requests refused or served unenforced while Redis was unreachable, state losses.
+    backend: dict[tuple[str, str], int] = field(default_factory=dict)
     _seen: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     def _bounded(self, label: str, value: str | None) -> str:
@@ -119,6 +122,14 @@ class GatewayMetrics:
             ("model",),
             self.avoided,
         )
+        if self.backend:
+            family(
+                "margin_backend_unavailable_total",
+                "counter",
+                "Shared-backend outages and the requests they affected (refused, unenforced, ...).",
+                ("backend", "outcome"),
+                self.backend,
+            )
         bounded = {(b, self._bounded("budget_scope", s)): u for b, s, u in budgets}
         family(
             "margin_budget_utilization_ratio",

@@ -373,7 +373,6 @@ def plan_request(
             error_type="invalid_request_error",
             code="input_too_large",
         )
-    admit(gw, ctx)
     return ctx
 
 
@@ -407,19 +406,19 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
     # Priced on the body-size bound first (no tokenizing); counted exactly only when that over-reservation
     # could matter: when the bound's worst case would take more than EXACT_COUNT_SHARE of a budget's room.
     worst, input_cost, per_token = worst_case(ctx.prompt_estimate)
-    headroom = gw.counters.headroom(applied)
+    headroom = await gw.counters.headroom(applied)
     if ctx.prompt_count is None and headroom is not None and worst > headroom * EXACT_COUNT_SHARE:
         worst, input_cost, per_token = worst_case(ctx.prompt_tokens)
     if headroom is not None and worst > headroom and max_tokens is not None:
         affordable = max_affordable_output_tokens(headroom, input_cost, per_token)
         if affordable < min(MIN_USEFUL_OUTPUT_TOKENS, max_tokens):
-            raise _budget_error(gw, applied, worst, headroom)
+            raise await _budget_error(gw, applied, worst, headroom)
         max_tokens = min(max_tokens, affordable)
         worst = input_cost + per_token * max_tokens
     reservation_id = new_id()
-    held = gw.counters.try_reserve(reservation_id, applied, worst)
+    held = await gw.counters.reserve(reservation_id, applied, worst)
     if held is None:
-        raise _budget_error(gw, applied, worst, gw.counters.headroom(applied) or ZERO)
+        raise await _budget_error(gw, applied, worst, await gw.counters.headroom(applied) or ZERO)
     try:
         # Key, tags and model travel with the reservation so that, after a crash, the worst-case charge
         # lands on the same budgets when counters are rebuilt from the ledger.
@@ -438,19 +437,21 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
             )
         )
     except BaseException:
-        gw.counters.settle(held, ZERO)
+        await asyncio.shield(gw.counters.settle(held, ZERO))
         raise
     return Reserved(reservation_id, held, applied, worst, max_tokens)
 
 
-def _budget_error(gw: Gateway, applied: list[AppliedBudget], worst: Decimal, headroom: Decimal) -> GatewayError:
-    def room(budget: AppliedBudget) -> Decimal:
+async def _budget_error(gw: Gateway, applied: list[AppliedBudget], worst: Decimal, headroom: Decimal) -> GatewayError:
+    figures = iter(await gw.counters.snapshots([b.counter for b in applied if b.counter is not None]))
+    rooms = []
+    for budget in applied:
         if budget.counter is None:
-            return budget.cap
-        spent, reserved = gw.counters.snapshot(budget.counter)
-        return budget.cap - spent - reserved
-
-    tightest = min(applied, key=room)
+            rooms.append(budget.cap)
+        else:
+            spent, reserved = next(figures)
+            rooms.append(budget.cap - spent - reserved)
+    tightest = applied[rooms.index(min(rooms))]
     return GatewayError(
         f"budget exceeded: {tightest.label} has ${max(headroom, ZERO):.6f} left of its ${tightest.cap} cap, "
         f"this request could cost up to ${worst:.6f}; lower max_tokens, shorten the prompt, or raise the budget",
@@ -562,7 +563,7 @@ async def settle(gw: Gateway, reserved: Reserved, event: UsageEvent) -> None:
             event.effective_cost,
             reserved.amount,
         )
-    gw.counters.settle(reserved.counters_reservation, event.effective_cost)
+    await gw.counters.settle(reserved.counters_reservation, event.effective_cost)
     await gw.ledger.settle(event, reserved.reservation_id, wait=gw.config.wait_for_ledger_commit)
     gw.observe(event)
     await after_spend(gw, event)
@@ -589,12 +590,11 @@ def _breakers(gw: Gateway, key_id: str | None, tags: Mapping[str, str]) -> list[
     return found
 
 
-def admit(gw: Gateway, ctx: CallContext) -> None:
+async def admit(gw: Gateway, ctx: CallContext) -> None:
     """Spend breakers, then rate limits (requests, and prompt tokens now; output tokens after the call)."""
     key_id, tags = ctx.principal.key_id, ctx.tags
-    now = time.monotonic()
     for rule, value in _breakers(gw, key_id, tags):
-        decision = gw.breaker.check(rule.name, value, now)
+        decision = await gw.breaker.check(rule.name, value)
         if decision.open:
             raise GatewayError(
                 f"spend circuit breaker {rule.name!r} is open for {rule.scope}={value}: spend in the last hour "
@@ -608,7 +608,7 @@ def admit(gw: Gateway, ctx: CallContext) -> None:
     checks = _rate_checks(gw, key_id, tags)
     if checks:
         tokens = ctx.prompt_tokens if any(check[3] is not None for check in checks) else 0
-        wait = gw.rate_limiter.admit(checks, tokens, now)
+        wait = await gw.rate_limiter.admit(checks, tokens)
         if wait > 0:
             raise GatewayError(
                 f"rate limit exceeded; retry in {wait:.1f} s",
@@ -620,14 +620,13 @@ def admit(gw: Gateway, ctx: CallContext) -> None:
 
 
 async def after_spend(gw: Gateway, event: UsageEvent) -> None:
-    now = time.monotonic()
     checks = _rate_checks(gw, event.key_id, event.tags)
     if checks and event.output_tokens:
-        gw.rate_limiter.charge_tokens(checks, event.output_tokens, now)
+        await gw.rate_limiter.charge_tokens(checks, event.output_tokens)
     for rule, value in _breakers(gw, event.key_id, event.tags):
         limit = rule.expected_hourly * rule.multiple
-        if gw.breaker.record(
-            rule.name, value, event.effective_cost, now, limit=limit, cooldown_s=rule.cooldown_minutes * 60
+        if await gw.breaker.record(
+            rule.name, value, event.effective_cost, limit=limit, cooldown_s=rule.cooldown_minutes * 60
         ):
             await gw.ledger.write_alert(
                 "spend_circuit_open",
@@ -637,22 +636,24 @@ async def after_spend(gw: Gateway, event: UsageEvent) -> None:
             )
 
 
-def remaining_budget(gw: Gateway, reserved: Reserved) -> str:
-    room = gw.counters.headroom(reserved.applied)
-    return "unlimited" if room is None else f"{max(room, ZERO):f}"
-
-
-def budget_warning(gw: Gateway, reserved: Reserved) -> str | None:
-    """The most severe threshold any applicable budget has crossed (warn/review), for a response header."""
+async def budget_headers(gw: Gateway, reserved: Reserved) -> dict[str, str]:
+    """``x-margin-budget-remaining`` (USD left under the tightest applicable budget, or ``unlimited``) and, when
+    an applicable budget crossed its warn or review threshold, ``x-margin-budget-status`` (the most severe),
+    from one read of the counters."""
+    counted = [b for b in reserved.applied if b.counter is not None]
+    figures = await gw.counters.snapshots([b.counter for b in counted if b.counter is not None])
+    rooms = [b.cap for b in reserved.applied if b.counter is None]
     worst = None
     order = {"ok": 0, "warn": 1, "review": 2, "block": 3}
-    for budget in reserved.applied:
-        if budget.counter is None:
-            continue
-        status = budget_status(budget.rule, gw.counters.spent(budget.counter))
+    for budget, (spent, held) in zip(counted, figures, strict=True):
+        rooms.append(budget.cap - spent - held)
+        status = budget_status(budget.rule, spent)
         if status != "ok" and (worst is None or order[status] > order[worst[0]]):
             worst = (status, budget.label)
-    return f"{worst[0]}: {worst[1]}" if worst else None
+    headers = {"x-margin-budget-remaining": f"{max(min(rooms), ZERO):f}" if rooms else "unlimited"}
+    if worst:
+        headers["x-margin-budget-status"] = f"{worst[0]}: {worst[1]}"
+    return headers
 
 
 def backoff_seconds(gw: Gateway, attempt: int, error: UpstreamError) -> float:

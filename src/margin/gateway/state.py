@@ -20,14 +20,15 @@ from ..config import CustomModel, MarginConfig, margin_home
 from ..errors import ConfigError
 from ..keys import hash_key, parse_budget
 from ..levers import TrainedRouter
-from ..policy.budgets import BudgetCounters, budget_spend, counter_name
-from ..policy.limits import RateLimiter, SpendBreaker
+from ..policy.budgets import AppliedBudget, budget_spend, counter_name, period_start
+from ..policy.counters import CounterSeed, CounterStore, MemoryCounters, period_end
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..redact import RedactionRule, rules_from_config
 from ..store.base import MeteringLedger, VirtualKey
 from ..store.location import ledger_location, open_ledger
 from ..tokens import encoding_for_model
 from ..usage import UsageEvent
+from .backends.memory import LocalBreakers, LocalExactCache, LocalRateLimits
 from .config import BudgetConfig, GatewayConfig, ModelRouteConfig, ProviderConfig
 from .metrics import GatewayMetrics
 from .providers.anthropic import AnthropicProvider
@@ -96,16 +97,18 @@ class Gateway:
     routes: dict[str, ModelRoute]
     providers: dict[str, Provider]
     ledger: MeteringLedger
-    counters: BudgetCounters
+    # Budget counters, rate limits, spend breakers and the exact cache: in this process, or in Redis
+    # (gateway.redis_url) shared by several instances; the same async interfaces either way.
+    counters: CounterStore
     master_key: str | None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
-    breaker: SpendBreaker = field(default_factory=SpendBreaker)
+    rate_limiter: Any = field(default_factory=LocalRateLimits)
+    breaker: Any = field(default_factory=LocalBreakers)
     # key hash -> (key, fetched at monotonic seconds); keys are re-read after KEY_CACHE_SECONDS so a
     # revocation takes effect quickly without a database read on every request.
     _key_cache: dict[str, tuple[VirtualKey | None, float]] = field(default_factory=dict)
     # Answers of deterministic requests on lever routes with a cache policy (see gateway/caching.py).
-    exact_cache: ExactCache = field(default_factory=ExactCache)
+    exact_cache: Any = field(default_factory=LocalExactCache)
     # One semantic cache per lever route that has one (each has its own threshold); one embedder shared.
     semantic_caches: dict[str, Any] = field(default_factory=dict)
     background_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -116,10 +119,14 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     # The anomaly watch (insights.alerts); None when disabled.
     alerts: Any = None
+    # insights.alerts whether or not the watch runs: its thresholds are also what the dashboard's alerts page uses.
+    alert_rules: Any = None
     # OpenTelemetry spans (gateway.otel); None when disabled.
     spans: SpanEmitter | None = None
     # Compiled redaction rules when gateway.prompt_retention is on; None when off (only hashes are kept).
     retention_rules: tuple[RedactionRule, ...] | None = None
+    # The Redis connection when gateway.redis_url is set (its health: outages, alerts, failure mode).
+    redis: Any = None
 
     def observe(self, event: UsageEvent) -> None:
         """After an event is recorded: Prometheus counters, and a span when tracing is on."""
@@ -144,7 +151,17 @@ class Gateway:
         """Drop cached key lookups (after a revocation through the admin API)."""
         self._key_cache.clear()
 
+    async def start(self) -> None:
+        """On the event loop, before serving: connect the shared backends and apply the start-up rebuild."""
+        if self.redis is not None:
+            await self.counters.start()  # type: ignore[attr-defined]
+            await self.breaker.apply_rebuild()  # breaker windows from the ledger, where no instance keeps one
+            await self.redis.health.flush_alerts()
+
     async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.counters.aclose()  # type: ignore[attr-defined]
+            await self.redis.aclose()
         if self.spans is not None:
             await asyncio.to_thread(self.spans.shutdown)  # flushes the spans still batched
         for provider in self.providers.values():
@@ -256,18 +273,84 @@ def build_gateway(
         routes=routes,
         providers=built,
         ledger=ledger,
-        counters=BudgetCounters(),
+        counters=MemoryCounters(),
         master_key=master,
-        exact_cache=ExactCache(max_entries=gw.cache_max_entries, max_bytes=gw.cache_max_bytes),
+        exact_cache=LocalExactCache(ExactCache(max_entries=gw.cache_max_entries, max_bytes=gw.cache_max_bytes)),
     )
+    if gw.redis_url:
+        _use_redis(gateway)
     gateway.semantic_caches = semantic_caches
     gateway.alerts = config.insights.alerts if config.insights.alerts.enabled else None
+    gateway.alert_rules = config.insights.alerts
     gateway.retention_rules = redaction_rules(gw.prompt_retention)
     gateway.spans = spans
     gateway.learned_routers = learned_routers
     rebuild_counters(gateway)
     rebuild_breakers(gateway)
     return gateway
+
+
+def _use_redis(gateway: Gateway) -> None:
+    """Budget counters, rate limits, breakers and the exact cache in Redis (gateway.redis_url)."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "gateway.redis_url is set but the Redis client is not installed: pip install 'margin[redis]'"
+        ) from None
+    from .backends._redis import RedisBackend
+    from .backends.redis_cache import RedisExactCache
+    from .backends.redis_counters import RedisCounters
+    from .backends.redis_limits import RedisBreakers, RedisRateLimits
+
+    gw = gateway.config
+    password = None
+    if gw.redis_password_env:
+        password = os.environ.get(gw.redis_password_env)
+        if not password:
+            raise ConfigError(
+                f"gateway.redis_password_env names {gw.redis_password_env}, which is not set; export the Redis "
+                "password there or remove redis_password_env"
+            )
+    backend = RedisBackend(
+        gw.redis_url or "",
+        prefix=gw.redis_prefix,
+        timeout_s=gw.redis_timeout_ms / 1000,
+        password=password,
+        failure_mode=gw.redis_failure,
+        counts=gateway.metrics.backend,
+    )
+    ledger = gateway.ledger
+
+    async def write_alert(kind: str, message: str, data: dict[str, Any]) -> None:
+        await ledger.write_alert(kind, message, scope="backend:redis", data=data)
+
+    backend.health.alert_sink = write_alert
+
+    async def seed_spend(budget: AppliedBudget, now: datetime) -> Decimal:
+        await ledger.flush()  # this process's settled events count
+        return await asyncio.to_thread(ledger_spend, ledger, budget.rule, budget.scope_value, now)
+
+    gateway.redis = backend
+    gateway.counters = RedisCounters(
+        backend, seed_spend=seed_spend, reservation_ttl_s=gw.redis_reservation_ttl_s, clock=gateway.clock
+    )
+    gateway.rate_limiter = RedisRateLimits(backend, fallback=gateway.rate_limiter)
+    gateway.breaker = RedisBreakers(backend, fallback=gateway.breaker)
+    gateway.exact_cache = RedisExactCache(backend)
+
+
+def ledger_spend(ledger: MeteringLedger, rule: BudgetConfig, value: str, now: datetime) -> Decimal:
+    """One budget counter's spend in its period containing ``now``, from the ledger (exact nano sums)."""
+    since = period_start(rule.period, now)
+    scope = rule.scope
+    if scope == "global":
+        return ledger.sum_effective_cost(since)
+    if scope == "key":
+        return ledger.sum_effective_cost(since, key_id=value)
+    if scope == "model":
+        return ledger.sum_effective_cost(since, served_model=value)
+    return ledger.sum_effective_cost(since, tags={scope.removeprefix("tag:"): value})
 
 
 def _semantic_caches(gw: GatewayConfig) -> dict[str, Any]:
@@ -283,6 +366,7 @@ def _semantic_caches(gw: GatewayConfig) -> dict[str, Any]:
         lever.name: SemanticCache(
             embedder,
             threshold=lever.cache.semantic.threshold,  # type: ignore[union-attr]
+            verifier=lever.cache.semantic.verifier,  # type: ignore[union-attr]
             max_entries=lever.cache.semantic.max_entries,  # type: ignore[union-attr]
             ttl_seconds=lever.cache.ttl_seconds,  # type: ignore[union-attr]
         )
@@ -307,14 +391,19 @@ def key_budget_rules(key: VirtualKey | None) -> list[BudgetConfig]:
 
 def rebuild_counters(gateway: Gateway) -> None:
     """After a restart: charge open reservations at their worst case (they become ledger events), then load
-    each budget's spend in its current period from the ledger, so counters are never lower than the truth."""
+    each budget's spend in its current period from the ledger, so counters are never lower than the truth.
+    In Redis, shared with running instances, a counter is only RAISED to the ledger's figure (never added
+    to), after the reservations just charged are charged there too (see backends/redis_counters.py)."""
     now = gateway.clock()
-    gateway.ledger.reconcile_open_reservations(now)
+    charged = gateway.ledger.reconcile_open_reservations(now)
     # Keys' own budgets too: a restart must not hand a key a fresh allowance.
     key_rules = [rule for key in gateway.ledger.list_keys() if key.revoked_at is None for rule in key_budget_rules(key)]
     rules = [*gateway.config.budgets, *key_rules]
-    for rule, value, spent in budget_spend(rules, lambda since, by: gateway.ledger.spend(since, None, by), now):
-        gateway.counters.add_spent(counter_name(rule, value, now), spent)
+    seeds = [
+        CounterSeed(counter_name(rule, value, now), spent, period_end(rule.period, now))
+        for rule, value, spent in budget_spend(rules, lambda since, by: gateway.ledger.spend(since, None, by), now)
+    ]
+    gateway.counters.rebuild(seeds, [e.reservation_id for e in charged if e.reservation_id])
 
 
 # A breaker's one-hour window is refilled from the ledger in buckets of this length.
@@ -325,30 +414,30 @@ def rebuild_breakers(gateway: Gateway) -> None:
     """After a restart: refill each spend breaker's one-hour window from the ledger, so that restarting the
     gateway does not reset a runaway scope. The last hour is read in 5-minute buckets, each recorded at its
     end, so spend leaves the window no earlier than it would have. A breaker found over its limit opens
-    again (cool-down counted from the bucket that crossed it) and is logged."""
+    again (cool-down counted from the bucket that crossed it) and is logged. (In Redis a window that already
+    exists, kept by running instances, is left as it is.)"""
     if not gateway.config.breakers:
         return
-    wall, mono = gateway.clock(), time.monotonic()
+    wall = gateway.clock()
     buckets = int(timedelta(hours=1) / _BREAKER_BUCKET)
     for rule in gateway.config.breakers:
         group_by = None if rule.scope == "global" else rule.scope
-        limit = rule.expected_hourly * rule.multiple
+        windows: dict[str, list[tuple[float, Decimal]]] = {}
         for i in range(buckets):
             start = wall - timedelta(hours=1) + i * _BREAKER_BUCKET
             end = start + _BREAKER_BUCKET
-            at = mono - (wall - end).total_seconds()
             for row in gateway.ledger.spend(start, end, group_by):
                 value = "*" if rule.scope == "global" else row.group
                 if value is None or (rule.value is not None and value != rule.value) or not row.effective_cost:
                     continue
-                tripped = gateway.breaker.record(
-                    rule.name, value, row.effective_cost, at, limit=limit, cooldown_s=rule.cooldown_minutes * 60
+                windows.setdefault(value, []).append(((wall - end).total_seconds(), row.effective_cost))
+        limit = rule.expected_hourly * rule.multiple
+        for value, spend in windows.items():
+            if gateway.breaker.rebuild(rule.name, value, spend, limit=limit, cooldown_s=rule.cooldown_minutes * 60):
+                log.warning(
+                    "spend breaker %s is open again after the restart for %s=%s: last-hour spend above %s USD",
+                    rule.name,
+                    rule.scope,
+                    value,
+                    limit,
                 )
-                if tripped:
-                    log.warning(
-                        "spend breaker %s is open again after the restart for %s=%s: last-hour spend above %s USD",
-                        rule.name,
-                        rule.scope,
-                        value,
-                        limit,
-                    )

@@ -20,7 +20,7 @@ import orjson
 
 from ..errors import MarginError
 from ..usage import AnthropicStreamTracker, NormalizedUsage, OpenAIStreamTracker
-from .pipeline import CallContext, Reserved, call_with_fallbacks, make_event, remaining_budget, settle
+from .pipeline import CallContext, Reserved, budget_headers, call_with_fallbacks, make_event, settle
 from .providers.base import SSEEvent, UpstreamCall, UpstreamError
 from .providers.sse import encode_sse
 from .state import Gateway, ModelRoute
@@ -52,8 +52,8 @@ async def open_stream(gw: Gateway, ctx: CallContext) -> tuple[dict[str, str], As
         "x-margin-served-model": route.upstream_model,
         "x-margin-max-tokens": str(reserved.max_tokens or ""),
         "x-margin-reserved": f"{reserved.amount:f}",
-        "x-margin-budget-remaining": remaining_budget(gw, reserved),
     }
+    headers["x-margin-budget-remaining"] = (await budget_headers(gw, reserved))["x-margin-budget-remaining"]
     return headers, _relay(gw, ctx, route, reserved, first, events, attempt)
 
 

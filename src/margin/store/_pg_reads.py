@@ -296,6 +296,29 @@ class PostgresReads:
             return sorted(found, key=lambda r: str(r["group"]))
         return _by_cost(found)
 
+    def daily_rollup(
+        self, since: datetime, until: datetime, by: str | None = None
+    ) -> list[tuple[str, str | None, Decimal]]:
+        """(UTC day, group, effective cost) from the hourly rollups (see :meth:`SQLiteLedger.daily_rollup`)."""
+        if by == "key":  # the rollups do not keep the key: the events themselves (exact, slower)
+            return self.daily_spend(since, until, by)
+        params: list[Any] = []
+        if by is None:
+            group = "NULL::text"
+        elif by in ("model", "team"):
+            group = {"model": "served_model", "team": "team"}[by]
+        else:
+            name = by[4:] if by.startswith("tag:") else by
+            _tag_path(name)
+            group = "tags->>%s"
+            params.append(name)
+        sql = (
+            f"SELECT to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, {group} AS g, SUM(effective_cost_nanos) "
+            "FROM rollup_hourly WHERE hour >= %s AND hour < %s GROUP BY 1, 2 ORDER BY 1"
+        )
+        rows = self._fetch(sql, [*params, _hour(since, "since"), _hour(until, "until")])
+        return [(d, None if g in (None, "") else str(g), from_nanos(int(c or 0))) for d, g, c in rows]
+
     def hourly_spend(
         self, since: datetime, until: datetime, group_by: str | None = None
     ) -> list[tuple[str, str | None, Decimal, int, int]]:

@@ -92,3 +92,37 @@ async def run_batch(conn: AsyncConnection, ops: Sequence[PgOp], owner: int) -> l
     if segment:
         results += await _run_segment(conn, segment, owner)
     return results
+
+
+async def replay_lost(conn: AsyncConnection, ops: Sequence[PgOp], owner: int) -> tuple[int, int]:
+    """Write, exactly once, the background writes (events, settles, calls) of batches that failed because the
+    connection was lost, inside the caller's transaction; returns (written, already there).
+
+    A lost connection leaves each failed batch's commit ambiguous: it may have committed before the connection
+    dropped. A settle deletes its reservation in the same transaction as it inserts its event, so a reservation
+    still open proves the settle never committed: only those settles are written again (and a reservation that
+    another instance reconciled meanwhile, charging its worst case, is gone too: its charge stands). An event
+    without a reservation is written again when its id is not in the ledger. Calls must be idempotent (the
+    background ones are: retained prompts insert ON CONFLICT DO NOTHING)."""
+    settles = [op for op in ops if op.kind == "settle" and op.row is not None]
+    events = [op for op in ops if op.kind == "event" and op.row is not None]
+    open_ids: set[str] = set()
+    if settles:
+        cur = await conn.execute(
+            "SELECT reservation_id FROM reservations WHERE reservation_id = ANY(%s) FOR UPDATE",
+            ([op.reservation_id for op in settles],),
+        )
+        open_ids = {rid for (rid,) in await cur.fetchall()}
+    present: set[str] = set()
+    if events:
+        cur = await conn.execute(
+            "SELECT event_id FROM usage_events WHERE event_id = ANY(%s)", ([op.row[0] for op in events],)
+        )
+        present = {eid for (eid,) in await cur.fetchall()}
+    redo = [op for op in settles if op.reservation_id in open_ids] + [op for op in events if op.row[0] not in present]
+    if redo:
+        await _run_segment(conn, redo, owner)
+    for op in ops:
+        if op.kind == "call" and op.call is not None:
+            await op.call(conn)
+    return len(redo), len(settles) + len(events) - len(redo)

@@ -63,7 +63,7 @@ from ._pg_schema import (
     month_of,
     pg_apply_migrations,
 )
-from ._pg_writer import PgCall, PgOp, run_batch, text_row
+from ._pg_writer import PgCall, PgOp, replay_lost, run_batch, text_row
 from ._queue import _STOP, _Item, _resolve_async, _running_loop, _Slots
 from ._rows import _RESERVATION_ID_AT, _event_row, _key_row, _money, _reservation_row, _ts, reconciled_event
 from .base import LedgerError, Reservation, VirtualKey
@@ -150,6 +150,7 @@ class PostgresLedger(PostgresReads):
         self._owner = OWNER_MIN + secrets.randbelow(2**31 - 1 - OWNER_MIN)
         self._owner_conn: AsyncConnection | None = None
         self._held = 0
+        self._lost: list[PgOp] = []  # background writes of batches lost with the connection, replayed on recovery
         self.commit_count = 0
         self.committed_items = 0
         self.max_batch = 0
@@ -302,6 +303,13 @@ class PostgresLedger(PostgresReads):
             cause=self._failure.cause,
         )
 
+    def _stash_lost(self, batch: list[_Item]) -> None:
+        """Keep a failed batch's background writes (no caller waits for them: their responses are gone) to write
+        them, exactly once, when the connection is back (:func:`replay_lost`). Only after a lost connection: any
+        other failure keeps the ledger failed until restart, when reconciliation charges open reservations."""
+        if self._recoverable:
+            self._lost += [item.op for item in batch if item.future is None]  # type: ignore[misc]
+
     def _fail(self, exc: BaseException, batch_size: int) -> None:
         if self._failure is not None:
             return
@@ -327,12 +335,26 @@ class PostgresLedger(PostgresReads):
         assert self._pool is not None
         while self._failure is not None and not self._closed:
             await asyncio.sleep(self._recovery_interval)
+            written = found = 0
             try:
+                # Until nothing is left: the writer may stash more while a replay awaits the server.
+                while self._lost:
+                    lost = self._lost
+                    async with self._pool.connection(timeout=self._pool_timeout) as conn:
+                        async with conn.transaction():
+                            done = await replay_lost(conn, lost, self._owner)
+                    self._lost = self._lost[len(lost) :]
+                    written, found = written + done[0], found + done[1]
                 async with self._pool.connection(timeout=self._pool_timeout) as conn:
                     await conn.execute("SELECT 1")
             except (psycopg.Error, OSError):
                 continue
-            _log.warning("ledger %s: PostgreSQL answers again; accepting writes", self.url)
+            _log.warning(
+                "ledger %s: PostgreSQL answers again; %d lost write(s) recorded, %d had committed; accepting writes",
+                self.url,
+                written,
+                found,
+            )
             self._failure = None
 
     # -- submitting writes ----------------------------------------------------------------------------------------
@@ -420,6 +442,7 @@ class PostgresLedger(PostgresReads):
 
     async def _run_batch(self, batch: list[_Item]) -> None:
         if self._failure is not None:
+            self._stash_lost(batch)  # queued before the failure was seen: their callers are gone too
             self._finish(batch, None)
             return
         assert self._pool is not None
@@ -444,12 +467,14 @@ class PostgresLedger(PostgresReads):
             except _RETRIED as exc:
                 if attempt == 3:
                     self._fail(exc, len(batch))
+                    self._stash_lost(batch)
                     self._finish(batch, None)
                     return
                 self.retried_batches += 1
                 _log.warning("ledger %s: %s; batch of %d retried", self.url, type(exc).__name__, len(batch))
             except BaseException as exc:
                 self._fail(exc, len(batch))
+                self._stash_lost(batch)
                 self._finish(batch, None)
                 return
         self.commit_count += 1

@@ -60,27 +60,23 @@ from ._rows import (
     _INSERT_KEY,
     _INSERT_RESERVATION,
     _RESERVATION_ID_AT,
-    _SELECT_EVENT,
     _SELECT_KEY,
     _SELECT_RESERVATION,
     NANOS_PER_USD,
     _DecimalSum,
-    _event_from_row,
     _event_row,
-    _from_ts,
-    _group_sql,
     _key_from_row,
     _key_row,
     _money,
     _reservation_from_row,
     _reservation_row,
-    _tag_path,
     _ts,
     from_nanos,
     reconciled_event,
     to_nanos,
 )
-from .base import Alert, LedgerError, Reservation, SpendRow, SyncMode, VirtualKey
+from ._sqlite_reads import SQLiteReads
+from .base import LedgerError, Reservation, SyncMode, VirtualKey
 from .journal import ReservationJournal, recover_journals
 from .location import ledger_location
 from .migrations import MIGRATIONS, Migration, apply_migrations
@@ -91,21 +87,6 @@ _log = logging.getLogger(__name__)
 
 _READ_POOL_SIZE = 4
 TASK_OUTCOMES = ("success", "failure")
-
-
-def _overview_row(row: Sequence[Any]) -> dict[str, Any]:
-    group, requests, inp, cache_read, cache_write, out, list_nanos, eff_nanos, avoided_nanos = row
-    return {
-        "group": group,
-        "requests": int(requests or 0),
-        "input_tokens": int(inp or 0),
-        "cache_read_tokens": int(cache_read or 0),
-        "cache_write_tokens": int(cache_write or 0),
-        "output_tokens": int(out or 0),
-        "list_cost": from_nanos(int(list_nanos or 0)),
-        "effective_cost": from_nanos(int(eff_nanos or 0)),
-        "avoided_cost": from_nanos(int(avoided_nanos or 0)),
-    }
 
 
 def default_ledger_path(config: MarginConfig | None = None) -> Path:
@@ -126,7 +107,7 @@ def default_ledger_path(config: MarginConfig | None = None) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class SQLiteLedger:
+class SQLiteLedger(SQLiteReads):
     """The gateway's ledger on one SQLite file (see the module docstring for the write path and durability).
 
     ``queue_size`` bounds the writes in flight (queued or being committed); ``batch_max`` bounds the writes
@@ -612,110 +593,7 @@ class SQLiteLedger:
 
     # -- reads -----------------------------------------------------------------------------------------------------
 
-    def spend(
-        self, since: datetime | None = None, until: datetime | None = None, group_by: str | None = None
-    ) -> list[SpendRow]:
-        """Spend between ``since`` (inclusive) and ``until`` (exclusive) by ``finished_at``, per group.
-
-        ``group_by``: None (one total row, present even when empty), ``key``, ``model`` (served model),
-        ``provider``, ``status``, ``user``/``team``/``project``/``feature`` (tags), or ``tag:NAME``. Rows come
-        most expensive first. Costs are exact sums of the stored Decimal text.
-        """
-        group_sql, params = _group_sql(group_by)
-        where, where_params = self._time_filter(since, until)
-        sql = (
-            f"SELECT {group_sql} AS grp, COUNT(DISTINCT request_id), COALESCE(SUM(input_tokens), 0), "
-            "COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0), "
-            "COALESCE(SUM(output_tokens), 0), margin_decimal_sum(list_cost), margin_decimal_sum(effective_cost) "
-            f"FROM usage_events{where}"
-        )
-        if group_by is not None:
-            sql += " GROUP BY grp"
-        with self._reader() as conn:
-            rows = conn.execute(sql, params + where_params).fetchall()
-        spend = [
-            SpendRow(
-                group=None if group is None else str(group),
-                requests=requests,
-                input_tokens=inp,
-                cache_read_tokens=cache_read,
-                cache_write_tokens=cache_write,
-                output_tokens=out,
-                list_cost=Decimal(list_cost or 0),
-                effective_cost=Decimal(effective_cost or 0),
-            )
-            for group, requests, inp, cache_read, cache_write, out, list_cost, effective_cost in rows
-        ]
-        spend.sort(key=lambda row: (-row.effective_cost, row.group is None, row.group or ""))
-        return spend
-
-    @staticmethod
-    def _time_filter(since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("finished_at >= ?")
-            params.append(_ts(since, "since"))
-        if until is not None:
-            clauses.append("finished_at < ?")
-            params.append(_ts(until, "until"))
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-    def sum_effective_cost(
-        self,
-        since: datetime,
-        *,
-        key_id: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        served_model: str | None = None,
-    ) -> Decimal:
-        """Effective cost of the events finished at or after ``since`` matching every filter given, summed
-        exactly in SQL as integer nano-dollars (each event rounded half-even to the nano) and converted back.
-        This is what the gateway rebuilds its budget counters from at start-up."""
-        clauses, params = ["finished_at >= ?"], [_ts(since, "since")]
-        if key_id is not None:
-            clauses.append("key_id = ?")
-            params.append(key_id)
-        for name, value in (tags or {}).items():
-            clauses.append("json_extract(tags, ?) = ?")
-            params += [_tag_path(name), value]
-        if served_model is not None:
-            clauses.append("served_model = ?")
-            params.append(served_model)
-        sql = f"SELECT COALESCE(SUM(effective_cost_nanos), 0) FROM usage_events WHERE {' AND '.join(clauses)}"
-        with self._reader() as conn:
-            (total,) = conn.execute(sql, params).fetchone()
-        return from_nanos(int(total))
-
     # -- insights (sync; the CLI and reports) -------------------------------------------------------------------
-
-    def daily_spend(
-        self, since: datetime | None, until: datetime | None, group_by: str | None = None
-    ) -> list[tuple[str, str | None, Decimal]]:
-        """(UTC day ``YYYY-MM-DD``, group, exact effective cost) per day and group (see :meth:`spend`)."""
-        group_sql, params = _group_sql(group_by)
-        where, where_params = self._time_filter(since, until)
-        sql = (
-            f"SELECT substr(finished_at, 1, 10) AS day, {group_sql} AS grp, margin_decimal_sum(effective_cost) "
-            f"FROM usage_events{where} GROUP BY day, grp ORDER BY day"
-        )
-        with self._reader() as conn:
-            rows = conn.execute(sql, params + where_params).fetchall()
-        return [(day, None if grp is None else str(grp), Decimal(cost or 0)) for day, grp, cost in rows]
-
-    def usage_by_tags(
-        self, since: datetime | None, until: datetime | None
-    ) -> list[tuple[dict[str, str], Decimal, int, int, int]]:
-        """Spend per distinct tag set between ``since`` and ``until``: (tags, effective cost, input tokens,
-        output tokens, requests), exact. Rejected requests are left out (they cost nothing and used nothing)."""
-        where, params = self._time_filter(since, until)
-        where += (" AND " if where else " WHERE ") + "status != 'rejected'"
-        sql = (
-            "SELECT tags, margin_decimal_sum(effective_cost), COALESCE(SUM(input_tokens), 0), "
-            f"COALESCE(SUM(output_tokens), 0), COUNT(*) FROM usage_events{where} GROUP BY tags ORDER BY tags"
-        )
-        with self._reader() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [(json.loads(t), Decimal(c or "0"), int(i), int(o), int(n)) for t, c, i, o, n in rows]
 
     def add_shared_cost(self, name: str, period: str, category: str, amount: Decimal, note: str | None = None) -> None:
         """Record (or replace) a shared cost for a month (``YYYY-MM``)."""
@@ -731,107 +609,6 @@ class SQLiteLedger:
 
         return bool(self._submit_sync(op))
 
-    def shared_costs(self, period: str | None = None) -> list[tuple[str, str, str, Decimal, str | None]]:
-        """(name, period, category, amount, note) of the shared costs of ``period`` (all when None)."""
-        sql = "SELECT name, period, category, amount, note FROM shared_costs"
-        params: tuple[Any, ...] = ()
-        if period is not None:
-            sql += " WHERE period = ?"
-            params = (period,)
-        with self._reader() as conn:
-            rows = conn.execute(sql + " ORDER BY period, name", params).fetchall()
-        return [(n, p, c, Decimal(a), note) for n, p, c, a, note in rows]
-
-    def overview(self, since: datetime, until: datetime) -> dict[str, Any]:
-        """A period's overview from the hourly rollups (fast at any ledger size): totals, and spend by served
-        model, by team, by status and by UTC day. Money in USD from integer nano-dollars (exact to 1e-9).
-        One scan groups the rollups by (day, model, status, team); the breakdowns are summed from that."""
-        lo, hi = _ts(since, "since")[:13], _ts(until, "until")[:13]
-        sql = (
-            "SELECT substr(hour, 1, 10), served_model, status, team, SUM(requests), SUM(input_tokens), "
-            "SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(list_cost_nanos), "
-            "SUM(effective_cost_nanos), SUM(avoided_cost_nanos) FROM rollup_hourly WHERE hour >= ? AND hour < ? "
-            "GROUP BY 1, 2, 3, 4"
-        )
-        with self._reader() as conn:
-            cells = conn.execute(sql, (lo, hi)).fetchall()
-        zero = [0] * 8
-        total = list(zero)
-        breakdowns: dict[str, dict[Any, list[int]]] = {"by_model": {}, "by_team": {}, "by_status": {}, "by_day": {}}
-        for day, model, status, team, *sums in cells:
-            sums = [int(v or 0) for v in sums]
-            for name, key in (("by_model", model), ("by_team", team), ("by_status", status), ("by_day", day)):
-                acc = breakdowns[name].setdefault(key, list(zero))
-                for i, v in enumerate(sums):
-                    acc[i] += v
-            for i, v in enumerate(sums):
-                total[i] += v
-
-        def rows(name: str) -> list[dict[str, Any]]:
-            found = [_overview_row((key, *sums)) for key, sums in breakdowns[name].items()]
-            if name == "by_day":
-                return sorted(found, key=lambda r: r["group"])
-            return sorted(found, key=lambda r: (-r["effective_cost"], str(r["group"])))
-
-        return {"total": _overview_row((None, *total)), **{name: rows(name) for name in breakdowns}}
-
-    def rollup_breakdown(self, since: datetime, until: datetime, by: str) -> list[dict[str, Any]]:
-        """Spend by ``model``, ``team``, ``feature`` (or any ``tag:NAME``), ``status`` or ``week`` (ISO week of
-        the hour, ``YYYY-Www``) from the hourly rollups, most expensive first (weeks in order)."""
-        expressions = {
-            "model": "served_model",
-            "team": "team",
-            "status": "status",
-            "feature": "json_extract(tags, '$.feature')",
-            "day": "substr(hour, 1, 10)",
-            "week": "strftime('%Y-W%W', substr(hour, 1, 10))",
-        }
-        params: list[Any] = []
-        if by.startswith("tag:") and len(by) > 4:
-            group = "json_extract(tags, ?)"
-            params.append(_tag_path(by[4:]))
-        elif by in expressions:
-            group = expressions[by]
-        else:
-            raise ValueError(f"break down by one of {', '.join(expressions)} or tag:NAME, not {by!r}")
-        sql = (
-            f"SELECT {group} AS g, SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
-            "SUM(output_tokens), SUM(list_cost_nanos), SUM(effective_cost_nanos), SUM(avoided_cost_nanos) "
-            "FROM rollup_hourly WHERE hour >= ? AND hour < ? GROUP BY g"
-        )
-        with self._reader() as conn:
-            rows = conn.execute(sql, [*params, _ts(since, "since")[:13], _ts(until, "until")[:13]]).fetchall()
-        found = [_overview_row(r) for r in rows]
-        if by in ("week", "day"):
-            return sorted(found, key=lambda r: str(r["group"]))
-        return sorted(found, key=lambda r: (-r["effective_cost"], str(r["group"])))
-
-    def hourly_spend(
-        self, since: datetime, until: datetime, group_by: str | None = None
-    ) -> list[tuple[str, str | None, Decimal, int, int]]:
-        """(hour ``YYYY-MM-DDTHH``, team or None, effective cost, events, fallback events) from the rollups: the
-        whole ledger when ``group_by`` is None, per team when it is ``team`` (the rollups keep that tag as a
-        column). Rejected requests are left out: they cost nothing and would dilute per-request figures."""
-        if group_by not in (None, "team"):
-            raise ValueError("hourly spend is kept per team or in total")
-        group = "team" if group_by == "team" else "NULL"
-        sql = (
-            f"SELECT hour, {group}, SUM(effective_cost_nanos), SUM(requests), SUM(fallback_events) FROM rollup_hourly "
-            "WHERE hour >= ? AND hour < ? AND status != 'rejected' GROUP BY 1, 2 ORDER BY 1"
-        )
-        with self._reader() as conn:
-            rows = conn.execute(sql, (_ts(since, "since")[:13], _ts(until, "until")[:13])).fetchall()
-        return [(h, g, from_nanos(int(c or 0)), int(n or 0), int(f or 0)) for h, g, c, n, f in rows]
-
-    def events_between(
-        self, since: datetime | None, until: datetime | None, *, limit: int = 1_000_000
-    ) -> list[UsageEvent]:
-        """Usage events finished in [since, until), oldest first, at most ``limit`` (reports that need rows)."""
-        where, params = self._time_filter(since, until)
-        with self._reader() as conn:
-            rows = conn.execute(f"{_SELECT_EVENT}{where} ORDER BY finished_at LIMIT ?", [*params, limit]).fetchall()
-        return [_event_from_row(row) for row in rows]
-
     # -- retained prompts (gateway.prompt_retention; opt-in) -----------------------------------------------------
 
     async def retain_prompt(
@@ -843,37 +620,6 @@ class SQLiteLedger:
         await self._submit_background(
             _execute("INSERT OR IGNORE INTO retained_prompts VALUES (?, ?, ?, ?, ?, ?)", row), None
         )
-
-    def retained_prompts(
-        self, since: datetime | None = None, until: datetime | None = None, *, limit: int = 100_000
-    ) -> list[dict[str, Any]]:
-        """Retained bodies created in [since, until), oldest first: request_id, prompt_hash, created_at,
-        endpoint, model and body (the parsed, redacted JSON)."""
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("created_at >= ?")
-            params.append(_ts(since, "since"))
-        if until is not None:
-            clauses.append("created_at < ?")
-            params.append(_ts(until, "until"))
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = (
-            "SELECT request_id, prompt_hash, created_at, endpoint, model, body FROM retained_prompts"
-            f"{where} ORDER BY created_at LIMIT ?"
-        )
-        with self._reader() as conn:
-            rows = conn.execute(sql, [*params, limit]).fetchall()
-        return [
-            {
-                "request_id": r,
-                "prompt_hash": h,
-                "created_at": _from_ts(c),
-                "endpoint": e,
-                "model": m,
-                "body": json.loads(b),
-            }
-            for r, h, c, e, m, b in rows
-        ]
 
     def purge_retained_prompts(self, before: datetime) -> int:
         """Delete retained bodies created before ``before``; returns how many."""
@@ -896,76 +642,6 @@ class SQLiteLedger:
             raise ValueError("task_id must be 1-200 characters")
         row = (task_id, outcome, note, key_id, _ts(datetime.now(UTC), "recorded_at"))
         self._submit_sync(_execute("INSERT OR REPLACE INTO task_outcomes VALUES (?, ?, ?, ?, ?)", row))
-
-    def task_keys(self, task_id: str) -> set[str | None]:
-        """The keys whose requests carried ``task_id``."""
-        with self._reader() as conn:
-            return {
-                k for (k,) in conn.execute("SELECT DISTINCT key_id FROM usage_events WHERE task_id = ?", (task_id,))
-            }
-
-    def task_costs(self, since: datetime | None, until: datetime | None) -> list[tuple[str, int, Decimal, str | None]]:
-        """(task id, requests, exact effective cost, outcome or None) of the tasks with events in the period."""
-        clauses, params = ["e.task_id IS NOT NULL"], []
-        if since is not None:
-            clauses.append("e.finished_at >= ?")
-            params.append(_ts(since, "since"))
-        if until is not None:
-            clauses.append("e.finished_at < ?")
-            params.append(_ts(until, "until"))
-        sql = (
-            "SELECT e.task_id, COUNT(DISTINCT e.request_id), margin_decimal_sum(e.effective_cost), o.outcome "
-            "FROM usage_events e LEFT JOIN task_outcomes o ON o.task_id = e.task_id "
-            f"WHERE {' AND '.join(clauses)} GROUP BY e.task_id ORDER BY e.task_id"
-        )
-        with self._reader() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [(t, int(n), Decimal(c or "0"), o) for t, n, c, o in rows]
-
-    def open_reservations(self) -> list[Reservation]:
-        """Open reservations: the ledger's rows, and this process's journaled ones."""
-        with self._reader() as conn:
-            rows = conn.execute(f"{_SELECT_RESERVATION} ORDER BY created_at, reservation_id").fetchall()
-        found = [_reservation_from_row(row) for row in rows]
-        if self._journal is not None:
-            found += self._journal.open_reservations()
-            found.sort(key=lambda r: (r.created_at, r.reservation_id))
-        return found
-
-    def events(self, request_id: str | None = None, limit: int = 1000) -> list[UsageEvent]:
-        """Usage events, every field as written. With ``request_id``: that request's attempts in order;
-        without: the latest ``limit`` events, newest first."""
-        with self._reader() as conn:
-            if request_id is not None:
-                rows = conn.execute(
-                    f"{_SELECT_EVENT} WHERE request_id = ? ORDER BY attempt, finished_at, rowid LIMIT ?",
-                    (request_id, limit),
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    f"{_SELECT_EVENT} ORDER BY finished_at DESC, rowid DESC LIMIT ?", (limit,)
-                ).fetchall()
-        return [_event_from_row(row) for row in rows]
-
-    def alerts(self, limit: int = 100) -> list[Alert]:
-        """The latest alerts, newest first."""
-        with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT alert_id, created_at, kind, scope, message, data FROM alerts "
-                "ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [
-            Alert(
-                alert_id=alert_id,
-                created_at=datetime.fromisoformat(created_at),
-                kind=kind,
-                scope=scope,
-                message=message,
-                data=json.loads(data),
-            )
-            for alert_id, created_at, kind, scope, message, data in rows
-        ]
 
     # -- recovery --------------------------------------------------------------------------------------------------
 
