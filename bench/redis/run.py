@@ -1,9 +1,12 @@
 """What shared budget counters in Redis add per request, against the in-process counters.
 
 One command: starts a throwaway ``redis-server`` (temporary directory, free 127.0.0.1 port, no persistence),
-then runs the gateway's per-request counter work -- headroom, reserve, settle, one read for the response's
-budget headers (four round trips to Redis) -- with the in-process counters and with Redis, at 1 task (latency)
-and at N concurrent tasks (throughput of one process), and prints a Markdown table.
+then runs the gateway's per-request counter work with the in-process counters and with Redis, at 1 task
+(latency) and at N concurrent tasks (throughput of one process), and prints a Markdown table. Two paths:
+
+- ``2 trips`` (the gateway's): the room as last seen (no I/O), reserve, settle; both replies carry the
+  counters' figures, which the response's budget headers use.
+- ``4 trips`` (before 2026-11-24): a headroom read, reserve, settle, and a read for the budget headers.
 
     .venv/bin/python bench/redis/run.py [--requests 5000] [--tasks 64]
 """
@@ -71,7 +74,15 @@ def start_redis() -> tuple[subprocess.Popen, str, Path]:
     return process, f"redis://127.0.0.1:{port}/0", directory
 
 
-async def one_request(counters, applied, index: int) -> float:
+async def two_trips(counters, applied, index: int) -> float:
+    started = time.perf_counter()
+    counters.room_hint(applied)
+    held, _figures = await counters.reserve_read(f"r{index}", applied, Decimal("0.0123456789"))
+    await counters.settle_read(held, Decimal("0.0061728394"))
+    return time.perf_counter() - started
+
+
+async def four_trips(counters, applied, index: int) -> float:
     started = time.perf_counter()
     await counters.headroom(applied)
     held = await counters.reserve(f"r{index}", applied, Decimal("0.0123456789"))
@@ -80,7 +91,7 @@ async def one_request(counters, applied, index: int) -> float:
     return time.perf_counter() - started
 
 
-async def measure(counters, requests: int, tasks: int) -> tuple[float, float, float, float]:
+async def measure(counters, requests: int, tasks: int, one_request) -> tuple[float, float, float, float]:
     """(p50 µs, p99 µs, requests/s, CPU µs per request) with ``tasks`` concurrent loops."""
     applied = applicable_budgets(RULES, RequestScope(key_id="k", tags={"team": "ml"}, model="m"), NOW)
     for i in range(200):  # warm-up: connections, scripts loaded, counters seeded
@@ -103,17 +114,19 @@ async def measure(counters, requests: int, tasks: int) -> tuple[float, float, fl
 async def run(requests: int, tasks: int, url: str) -> list[tuple[str, int, tuple[float, float, float, float]]]:
     rows = []
     for concurrency in (1, tasks):
-        rows.append(("in process", concurrency, await measure(MemoryCounters(), requests, concurrency)))
+        memory = await measure(MemoryCounters(), requests, concurrency, two_trips)
+        rows.append(("in process", concurrency, memory))
 
         async def no_ledger(budget, now) -> Decimal:
             return Decimal(0)
 
-        backend = RedisBackend(url, timeout_s=2.0)
-        counters = RedisCounters(backend, seed_spend=no_ledger, clock=lambda: NOW)
-        await counters.start()
-        rows.append(("redis (loopback)", concurrency, await measure(counters, requests, concurrency)))
-        await counters.aclose()
-        await backend.aclose()
+        for name, path in (("redis (loopback), 2 trips", two_trips), ("redis (loopback), 4 trips", four_trips)):
+            backend = RedisBackend(url, timeout_s=2.0)
+            counters = RedisCounters(backend, seed_spend=no_ledger, clock=lambda: NOW)
+            await counters.start()
+            rows.append((name, concurrency, await measure(counters, requests, concurrency, path)))
+            await counters.aclose()
+            await backend.aclose()
     return rows
 
 

@@ -295,3 +295,47 @@ def test_two_clients_never_exceed_the_cap_and_spent_is_the_sum_of_actuals(redis_
         assert spent == sum(nanos_ceil(a) for a in actuals)
 
     run(go())
+
+
+def test_reserve_and_settle_replies_carry_the_counters_figures(redis_url):
+    """The gateway reads no counter on the way: the reserve reply has the figures after reserving (or those
+    that refused it), the settle reply those after settling, and room_hint reuses the last ones seen."""
+
+    async def go():
+        counters = store(redis_url, seeds={})
+        await counters.start()
+        try:
+            applied = budgets("1", "3")
+            assert counters.room_hint(applied) is None  # nothing seen yet: no guess
+            held, figures = await counters.reserve_read("r1", applied, Decimal("0.4"))
+            assert held is not None
+            assert figures == ((0, Decimal("0.4")), (0, Decimal("0.4")))
+            assert counters.room_hint(applied) == Decimal("0.6")
+            refused, figures = await counters.reserve_read("r2", applied, Decimal("0.7"))
+            assert refused is None
+            assert figures == ((0, Decimal("0.4")), (0, Decimal("0.4")))  # unchanged by the refusal
+            after = await counters.settle_read(held, Decimal("0.25"))
+            assert after == ((Decimal("0.25"), 0), (Decimal("0.25"), 0))
+            assert counters.room_hint(applied) == Decimal("0.75")
+            assert [await raw(counters, b.counter) for b in applied] == [(250_000_000, 0)] * 2
+            # Another instance's spend is not seen until a reply says so, and an old reading is not trusted.
+            for key, (spent, reserved, _when) in list(counters._seen.items()):
+                counters._seen[key] = (spent, reserved, 0.0)
+            assert counters.room_hint(applied) is None
+            # A per-request cap refuses without touching the counters, and still reports their figures.
+            per_request = [
+                *applied,
+                *applicable_budgets(
+                    [BudgetConfig(name="req", scope="global", period="request", amount=Decimal("0.1"))],
+                    RequestScope(key_id="k", tags={}, model="m"),
+                    NOW,
+                ),
+            ]
+            refused, figures = await counters.reserve_read("r3", per_request, Decimal("0.2"))
+            assert refused is None
+            assert figures == ((Decimal("0.25"), 0), (Decimal("0.25"), 0))
+        finally:
+            await counters.aclose()
+            await counters.backend.aclose()
+
+    run(go())

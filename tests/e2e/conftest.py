@@ -62,7 +62,12 @@ class RunningGateway:
 
 
 def start_gateway(
-    tmp: Path, config_text: str, *, port: int | None = None, extra_env: dict[str, str] | None = None
+    tmp: Path,
+    config_text: str,
+    *,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+    serve_args: tuple[str, ...] = (),
 ) -> RunningGateway:
     port = port or free_port()
     home = tmp / "home"
@@ -73,7 +78,7 @@ def start_gateway(
     env.pop("MARGIN_CONFIG", None)
     log = open(tmp / "gateway.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "margin", "--config", str(config), "serve", "--port", str(port)],
+        [sys.executable, "-m", "margin", "--config", str(config), "serve", "--port", str(port), *serve_args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
 from decimal import Decimal
@@ -218,3 +220,108 @@ def test_redis_killed_under_load_fails_closed_then_recovers_from_the_ledger(tmp_
     print(
         f"\nredis killed: before {len(phases['before'])}, down {dict(down)}, after {dict(after)}, alerts {dict(kinds)}"
     )
+
+
+def _redis_calls(url: str) -> Counter:
+    """Commands the Redis server has executed, by name, from its own statistics (INFO commandstats)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return Counter({name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()})
+
+
+def test_a_budgeted_request_costs_two_redis_round_trips(tmp_path, redis_url):
+    """Reserve and settle are one script each and their replies carry the counters' figures, so the budget
+    headers and the exact-count decision need no read of their own: 2 commands per request, as counted by
+    the server itself."""
+    config = _config(tmp_path / "ledger.db", redis_url, Decimal("5"), latency_ms=0)
+    gateway = start_gateway(tmp_path / "a", config)
+    try:
+        key = gateway.create_key("--team", "load")
+        client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30)
+        client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, max_tokens=MAX_TOKENS)  # seeds
+        before = _redis_calls(redis_url)
+        for _ in range(20):
+            raw = client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=PROMPT, max_tokens=MAX_TOKENS
+            )
+            raw.parse()
+            assert Decimal(raw.headers["x-margin-budget-remaining"]) < Decimal("5")
+        after = _redis_calls(redis_url)
+        client.close()
+    finally:
+        gateway.stop()
+    calls = after - before
+    # The server counts the commands its scripts run too; a client command outside them would be a round trip
+    # (the old path read the counters with a third and a fourth script per request: evalsha 80).
+    assert calls["evalsha"] == 40, calls
+    inside_scripts = {"exists", "hmget", "hget", "hincrby", "hset", "hexists", "pexpireat", "pexpire", "zadd"}
+    inside_scripts |= {"zrangebyscore", "zrem", "del", "get", "time"}
+    assert set(calls) - inside_scripts - {"evalsha", "info", "hello", "client|setinfo"} == set(), calls
+
+
+def test_two_instances_share_one_port_with_reuse_port(tmp_path, redis_url):
+    """`margin serve --reuse-port`: a second process binds the same port (without it: address in use), the
+    kernel spreads connections over both, and when one stops the other goes on answering on that port,
+    metering into the shared ledger and budget."""
+    database = tmp_path / "shared" / "ledger.db"
+    config = _config(database, redis_url, Decimal("5"), latency_ms=0)
+    first = start_gateway(tmp_path / "a", config, serve_args=("--reuse-port",))
+    port = int(first.base_url.rsplit(":", 1)[1])
+    second = start_gateway(tmp_path / "b", config, port=port, serve_args=("--reuse-port",))
+    try:
+        key = first.create_key("--team", "load")
+        client = openai.OpenAI(base_url=first.base_url + "/v1", api_key=key, max_retries=0, timeout=30)
+        for _ in range(10):
+            client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, max_tokens=MAX_TOKENS)
+        time.sleep(3)  # the second has built its gateway and bound the port by now, or died trying
+        assert second.process.poll() is None, (tmp_path / "b" / "gateway.log").read_text()
+        first.stop()
+        deadline = time.monotonic() + 30
+        while True:  # the port is the second's alone now
+            try:
+                if httpx2.get(first.base_url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "nobody answers on the shared port after the first stopped"
+            time.sleep(0.1)
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=PROMPT, max_tokens=MAX_TOKENS
+        )
+        raw.parse()
+        request_id = raw.headers["x-margin-request-id"]
+        client.close()
+    finally:
+        first.stop()
+        second.stop()
+    _spent, _nanos, ok, open_reservations = _ledger(database)
+    assert sum(ok.values()) == 11 and ok[request_id] == 1
+    assert open_reservations == 0
+    # Without the option the second process cannot bind the port.
+    lone = start_gateway(tmp_path / "c", config)
+    try:
+        blocked = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "margin",
+                "--config",
+                str(lone.config),
+                "serve",
+                "--port",
+                lone.base_url.rsplit(":", 1)[1],
+            ],
+            env=lone.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        lone.stop()
+    assert blocked.returncode != 0
+    assert "address already in use" in (blocked.stdout + blocked.stderr).lower()

@@ -4,6 +4,7 @@ read the ledger, invalidate cached answers."""
 from __future__ import annotations
 
 import re
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -11,6 +12,7 @@ import typer
 from rich.table import Table as RichTable
 
 from ..config import MarginConfig
+from ..errors import MarginError
 from ..keys import new_virtual_key
 from ..money import format_usd
 from ..store.base import MeteringLedger, VirtualKey
@@ -216,6 +218,15 @@ def serve_command(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default 4000).")] = None,
     demo_key: Annotated[bool, typer.Option("--demo-key", help="Create and print a demo key at start.")] = False,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-port",
+            help="Listen with SO_REUSEPORT, so that several `margin serve` processes on this host share the port "
+            "and the kernel spreads connections over them (give them one PostgreSQL or SQLite ledger and one "
+            "Redis: docs/deploy.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run the metering gateway (OpenAI- and Anthropic-compatible)."""
     import uvicorn
@@ -246,18 +257,44 @@ def serve_command(
             "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\"",
             flush=True,
         )
-    uvicorn.run(
-        create_app(gw),
-        host=listen_host,
-        port=listen_port,
-        log_level="warning",
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        # The gateway reads no client address; skipping X-Forwarded-* parsing saves work on every request.
-        proxy_headers=False,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(gw),
+            host=listen_host,
+            port=listen_port,
+            log_level="warning",
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+            # The gateway reads no client address; skipping X-Forwarded-* parsing saves work on every request.
+            proxy_headers=False,
+        )
     )
+    try:
+        server.run(sockets=[_reuse_port_socket(listen_host, listen_port)] if reuse_port else None)
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        raise typer.Exit(3)  # the start-up failed (uvicorn.run's exit code); the reason is logged above
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (SO_REUSEPORT: Linux, the BSDs, macOS)."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise MarginError("--reuse-port needs SO_REUSEPORT, which this platform does not have; use a load balancer")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise MarginError(f"cannot listen on {host}:{port} ({exc.strerror}); is another program using it?") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 @cache_app.command("clear")

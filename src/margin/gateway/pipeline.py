@@ -28,10 +28,12 @@ from ..ids import new_id
 from ..money import ZERO
 from ..policy.budgets import (
     AppliedBudget,
+    Figures,
     RequestScope,
     applicable_budgets,
     budget_status,
     max_affordable_output_tokens,
+    room_left,
 )
 from ..policy.budgets import Reservation as CounterReservation
 from ..policy.limits import scope_value
@@ -385,6 +387,9 @@ class Reserved:
     applied: list[AppliedBudget]
     amount: Decimal
     max_tokens: int | None
+    # The counted budgets' (spent, reserved) from the last reserve or settle reply (None: not known), so the
+    # budget headers need no read of their own.
+    figures: Figures | None = None
 
 
 async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
@@ -404,21 +409,34 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
         return route.pricer.worst_case(prompt, max_tokens or 0, now)
 
     # Priced on the body-size bound first (no tokenizing); counted exactly only when that over-reservation
-    # could matter: when the bound's worst case would take more than EXACT_COUNT_SHARE of a budget's room.
+    # could matter: when the bound's worst case would take more than EXACT_COUNT_SHARE of a budget's room (as
+    # far as this process knows without asking: a shared backend's figures cost a round trip), or when the
+    # reservation is refused.
     worst, input_cost, per_token = worst_case(ctx.prompt_estimate)
-    headroom = await gw.counters.headroom(applied)
-    if ctx.prompt_count is None and headroom is not None and worst > headroom * EXACT_COUNT_SHARE:
+    hint = gw.counters.room_hint(applied)
+    if ctx.prompt_count is None and hint is not None and worst > hint * EXACT_COUNT_SHARE:
         worst, input_cost, per_token = worst_case(ctx.prompt_tokens)
-    if headroom is not None and worst > headroom and max_tokens is not None:
-        affordable = max_affordable_output_tokens(headroom, input_cost, per_token)
-        if affordable < min(MIN_USEFUL_OUTPUT_TOKENS, max_tokens):
-            raise await _budget_error(gw, applied, worst, headroom)
-        max_tokens = min(max_tokens, affordable)
-        worst = input_cost + per_token * max_tokens
     reservation_id = new_id()
-    held = await gw.counters.reserve(reservation_id, applied, worst)
+    held, figures = await gw.counters.reserve_read(reservation_id, applied, worst)
     if held is None:
-        raise await _budget_error(gw, applied, worst, await gw.counters.headroom(applied) or ZERO)
+        # Refused at the worst case: count exactly if not done yet, fit max_tokens to the room the refusal
+        # reported, and try once more. (One try more is enough to be correct: a refusal is always safe.)
+        headroom = room_left(applied, figures) if figures is not None else await gw.counters.headroom(applied)
+        headroom = headroom if headroom is not None else ZERO
+        if ctx.prompt_count is None:
+            worst, input_cost, per_token = worst_case(ctx.prompt_tokens)
+        if worst > headroom:
+            if max_tokens is None:
+                raise _budget_error(applied, figures, worst, headroom)
+            affordable = max_affordable_output_tokens(headroom, input_cost, per_token)
+            if affordable < min(MIN_USEFUL_OUTPUT_TOKENS, max_tokens):
+                raise _budget_error(applied, figures, worst, headroom)
+            max_tokens = min(max_tokens, affordable)
+            worst = input_cost + per_token * max_tokens
+        held, figures = await gw.counters.reserve_read(reservation_id, applied, worst)
+        if held is None:
+            headroom = room_left(applied, figures) if figures is not None else ZERO
+            raise _budget_error(applied, figures, worst, headroom if headroom is not None else ZERO)
     try:
         # Key, tags and model travel with the reservation so that, after a crash, the worst-case charge
         # lands on the same budgets when counters are rebuilt from the ledger.
@@ -439,17 +457,21 @@ async def reserve(gw: Gateway, ctx: CallContext, route: ModelRoute) -> Reserved:
     except BaseException:
         await asyncio.shield(gw.counters.settle(held, ZERO))
         raise
-    return Reserved(reservation_id, held, applied, worst, max_tokens)
+    return Reserved(reservation_id, held, applied, worst, max_tokens, figures)
 
 
-async def _budget_error(gw: Gateway, applied: list[AppliedBudget], worst: Decimal, headroom: Decimal) -> GatewayError:
-    figures = iter(await gw.counters.snapshots([b.counter for b in applied if b.counter is not None]))
+def _budget_error(
+    applied: list[AppliedBudget], figures: Figures | None, worst: Decimal, headroom: Decimal
+) -> GatewayError:
+    """The 402 for a request no applicable budget can cover; ``figures`` (the refusal's reading, None when
+    the backend could not give one) name the tightest budget."""
+    counted = iter(figures or ())
     rooms = []
     for budget in applied:
         if budget.counter is None:
             rooms.append(budget.cap)
         else:
-            spent, reserved = next(figures)
+            spent, reserved = next(counted, (ZERO, ZERO))
             rooms.append(budget.cap - spent - reserved)
     tightest = applied[rooms.index(min(rooms))]
     return GatewayError(
@@ -563,7 +585,7 @@ async def settle(gw: Gateway, reserved: Reserved, event: UsageEvent) -> None:
             event.effective_cost,
             reserved.amount,
         )
-    await gw.counters.settle(reserved.counters_reservation, event.effective_cost)
+    reserved.figures = await gw.counters.settle_read(reserved.counters_reservation, event.effective_cost)
     await gw.ledger.settle(event, reserved.reservation_id, wait=gw.config.wait_for_ledger_commit)
     gw.observe(event)
     await after_spend(gw, event)
@@ -639,9 +661,11 @@ async def after_spend(gw: Gateway, event: UsageEvent) -> None:
 async def budget_headers(gw: Gateway, reserved: Reserved) -> dict[str, str]:
     """``x-margin-budget-remaining`` (USD left under the tightest applicable budget, or ``unlimited``) and, when
     an applicable budget crossed its warn or review threshold, ``x-margin-budget-status`` (the most severe),
-    from one read of the counters."""
+    from the counters' figures of the last reserve or settle (one read of the counters when not known)."""
     counted = [b for b in reserved.applied if b.counter is not None]
-    figures = await gw.counters.snapshots([b.counter for b in counted if b.counter is not None])
+    figures = reserved.figures
+    if figures is None:
+        figures = tuple(await gw.counters.snapshots([b.counter for b in counted if b.counter is not None]))
     rooms = [b.cap for b in reserved.applied if b.counter is None]
     worst = None
     order = {"ok": 0, "warn": 1, "review": 2, "block": 3}

@@ -24,6 +24,7 @@ __all__ = [
     "AppliedBudget",
     "BudgetCounters",
     "BudgetStatus",
+    "Figures",
     "RequestScope",
     "Reservation",
     "applicable_budgets",
@@ -33,6 +34,7 @@ __all__ = [
     "max_affordable_output_tokens",
     "period_key",
     "period_start",
+    "room_left",
 ]
 
 Period = Literal["request", "hour", "day", "month"]
@@ -149,6 +151,23 @@ def max_affordable_output_tokens(headroom: Decimal, input_cost: Decimal, output_
     return math.floor(left / output_price_per_token)
 
 
+# (spent, reserved) of each counted budget (those with a counter), in the order of the applied budgets.
+Figures = tuple[tuple[Decimal, Decimal], ...]
+
+
+def room_left(applied: Sequence[AppliedBudget], figures: Figures) -> Decimal | None:
+    """The least room left under any applicable cap, given the counted budgets' figures (None: no budget)."""
+    counted = iter(figures)
+    rooms = []
+    for budget in applied:
+        if budget.counter is None:
+            rooms.append(budget.cap)
+        else:
+            spent, reserved = next(counted)
+            rooms.append(budget.cap - spent - reserved)
+    return min(rooms) if rooms else None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Reservation:
     reservation_id: str
@@ -174,16 +193,13 @@ class BudgetCounters:
         c = self._counters.get(counter)
         return (c.spent, c.reserved) if c else (ZERO, ZERO)
 
+    def figures(self, applied: Sequence[AppliedBudget]) -> Figures:
+        """(spent, reserved) of each counted budget, in order."""
+        return tuple(self.snapshot(b.counter) for b in applied if b.counter is not None)
+
     def headroom(self, applied: Sequence[AppliedBudget]) -> Decimal | None:
         """The least room left under any applicable cap (None when no budget applies)."""
-        rooms = []
-        for budget in applied:
-            if budget.counter is None:
-                rooms.append(budget.cap)
-            else:
-                spent, reserved = self.snapshot(budget.counter)
-                rooms.append(budget.cap - spent - reserved)
-        return min(rooms) if rooms else None
+        return room_left(applied, self.figures(applied))
 
     def try_reserve(self, reservation_id: str, applied: Sequence[AppliedBudget], amount: Decimal) -> Reservation | None:
         """Reserve ``amount`` on every applicable counter, or on none (returns None when any cap would be

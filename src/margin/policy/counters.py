@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Protocol
 
-from .budgets import AppliedBudget, BudgetCounters, Period, Reservation, period_start
+from .budgets import AppliedBudget, BudgetCounters, Figures, Period, Reservation, period_start
 
 __all__ = [
     "CounterSeed",
@@ -68,15 +68,31 @@ class CounterStore(Protocol):
 
     ``headroom`` is the least room left under any applicable cap (None when no budget applies, or when the
     backend is unreachable and configured to fail open). ``reserve`` returns None when a cap would be
-    exceeded. ``settle`` never raises for a backend outage (a backend retries it itself)."""
+    exceeded. ``settle`` never raises for a backend outage (a backend retries it itself).
+
+    ``reserve_read`` and ``settle_read`` do the same and also return the counted budgets' figures right after
+    the operation (None when the backend could not say), so that a request needs no separate read: with a
+    remote backend every read is a round trip. ``room_hint`` is the room left as this process last saw it,
+    without asking anybody (exact in one process; possibly stale, or None, for a shared backend): it may only
+    steer choices that are safe either way, never admit or refuse a request."""
 
     async def headroom(self, applied: Sequence[AppliedBudget]) -> Decimal | None: ...
+
+    def room_hint(self, applied: Sequence[AppliedBudget]) -> Decimal | None: ...
 
     async def reserve(
         self, reservation_id: str, applied: Sequence[AppliedBudget], amount: Decimal
     ) -> Reservation | None: ...
 
+    async def reserve_read(
+        self, reservation_id: str, applied: Sequence[AppliedBudget], amount: Decimal
+    ) -> tuple[Reservation | None, Figures | None]: ...
+
     async def settle(self, reservation: Reservation, actual: Decimal) -> None: ...
+
+    async def settle_read(self, reservation: Reservation, actual: Decimal) -> Figures | None:
+        """Settle, then (spent, reserved) of the reservation's counters, in order."""
+        ...
 
     async def snapshots(self, counters: Sequence[str]) -> list[tuple[Decimal, Decimal]]:
         """(spent, reserved) of each counter, in order."""
@@ -102,13 +118,26 @@ class MemoryCounters:
     async def headroom(self, applied: Sequence[AppliedBudget]) -> Decimal | None:
         return self.local.headroom(applied)
 
+    def room_hint(self, applied: Sequence[AppliedBudget]) -> Decimal | None:
+        return self.local.headroom(applied)
+
     async def reserve(
         self, reservation_id: str, applied: Sequence[AppliedBudget], amount: Decimal
     ) -> Reservation | None:
         return self.local.try_reserve(reservation_id, applied, amount)
 
+    async def reserve_read(
+        self, reservation_id: str, applied: Sequence[AppliedBudget], amount: Decimal
+    ) -> tuple[Reservation | None, Figures | None]:
+        held = self.local.try_reserve(reservation_id, applied, amount)
+        return held, self.local.figures(applied)
+
     async def settle(self, reservation: Reservation, actual: Decimal) -> None:
         self.local.settle(reservation, actual)
+
+    async def settle_read(self, reservation: Reservation, actual: Decimal) -> Figures | None:
+        self.local.settle(reservation, actual)
+        return tuple(self.local.snapshot(name) for name in reservation.counters)
 
     async def snapshots(self, counters: Sequence[str]) -> list[tuple[Decimal, Decimal]]:
         return [self.local.snapshot(name) for name in counters]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from ...money import ZERO
-from ...policy.budgets import AppliedBudget, Reservation
+from ...policy.budgets import AppliedBudget, Figures, Reservation, room_left
 from ...policy.counters import CounterSeed, nanos_ceil, nanos_floor, period_end
 from ...store._rows import from_nanos
 from ._redis import RedisBackend
@@ -56,6 +57,8 @@ MARKER_TTL_MS = 24 * 3600 * 1000
 # Settles waiting for Redis to come back; past this many the oldest are dropped (logged): their spend is in
 # the ledger, and counters are raised to the ledger's spend when a gateway starts.
 MAX_PENDING_SETTLES = 100_000
+# room_hint trusts figures this process saw in a reply for this long (they only steer the exact prompt count).
+HINT_MAX_AGE_S = 2.0
 
 SeedSpend = Callable[[AppliedBudget, datetime], Awaitable[Decimal]]
 
@@ -102,17 +105,27 @@ end
 
 # KEYS: epoch, hold, reservations, record, counter... ; ARGV: epoch, amount, ttl_ms, record_expire_at_ms,
 # record key prefix, reservation id, then (cap, expire_at_ms) per counter.
+# Replies {'OK', s1, r1, s2, r2, ...} with the counters' figures after reserving, or {'CAP', i, s1, r1, ...}
+# with the figures that refused it, so that the gateway needs no separate read (a round trip each).
 _RESERVE = (
     _LIB
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'EPOCH'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'HOLD'} end
-if redis.call('EXISTS', KEYS[4]) == 1 then return {'OK'} end
+local n = #KEYS - 4
+local function reply(head)
+  for i = 1, n do
+    local v = redis.call('HMGET', KEYS[4 + i], 's', 'r')
+    head[#head + 1] = v[1] or ''
+    head[#head + 1] = v[2] or '0'
+  end
+  return head
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then return reply({'OK'}) end
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 16)
 for _, id in ipairs(due) do charge(ARGV[5] .. id, id, KEYS[3]) end
 local ah, al = limbs(ARGV[2])
-local n = #KEYS - 4
 for i = 1, n do
   local v = redis.call('HMGET', KEYS[4 + i], 's', 'r')
   if not v[1] then return {'SEED', tostring(i)} end
@@ -121,7 +134,7 @@ for i = 1, n do
   local th, tl = add(sh, sl, rh, rl)
   th, tl = add(th, tl, ah, al)
   local ch, cl = limbs(ARGV[5 + 2 * i])
-  if not le(th, tl, ch, cl) then return {'CAP', tostring(i), v[1], v[2] or '0'} end
+  if not le(th, tl, ch, cl) then return reply({'CAP', tostring(i)}) end
 end
 for i = 1, n do
   redis.call('HINCRBY', KEYS[4 + i], 'r', ARGV[2])
@@ -131,45 +144,56 @@ end
 redis.call('HSET', KEYS[4], 'a', ARGV[2], 'st', 'o', 'n', n)
 redis.call('PEXPIREAT', KEYS[4], ARGV[4])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[6])
-return {'OK'}
+return reply({'OK'})
 """
 )
 
 # KEYS: epoch, reservations, record, counter... ; ARGV: the reservation's epoch, actual, actual - amount,
-# confirmed (1: the reserve returned OK), reservation id.
+# confirmed (1: the reserve returned OK), reservation id. Replies {outcome, s1, r1, ...}: the counters' figures
+# after settling (for the response's budget headers), or {'EPOCH'}.
 _SETTLE = (
     _LIB
     + """
-local st = redis.call('HGET', KEYS[3], 'st')
-if st == 'o' then
-  local a = redis.call('HGET', KEYS[3], 'a')
-  for i = 4, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      redis.call('HINCRBY', KEYS[i], 'r', neg(a))
-      redis.call('HINCRBY', KEYS[i], 's', ARGV[2])
+local function settle()
+  local st = redis.call('HGET', KEYS[3], 'st')
+  if st == 'o' then
+    local a = redis.call('HGET', KEYS[3], 'a')
+    for i = 4, #KEYS do
+      if redis.call('EXISTS', KEYS[i]) == 1 then
+        redis.call('HINCRBY', KEYS[i], 'r', neg(a))
+        redis.call('HINCRBY', KEYS[i], 's', ARGV[2])
+      end
     end
+    redis.call('DEL', KEYS[3])
+    redis.call('ZREM', KEYS[2], ARGV[5])
+    return 'SETTLED'
+  elseif st == 'x' then
+    for i = 4, #KEYS do
+      if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HINCRBY', KEYS[i], 's', ARGV[3]) end
+    end
+    redis.call('DEL', KEYS[3])
+    return 'SETTLED_AFTER_DEADLINE'
+  elseif st == 'u' then
+    return 'DUPLICATE'
   end
-  redis.call('DEL', KEYS[3])
-  redis.call('ZREM', KEYS[2], ARGV[5])
-  return 'SETTLED'
-elseif st == 'x' then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'EPOCH' end
+  if ARGV[4] == '1' then return 'GONE' end
+  if ARGV[2] == '0' then return 'NOTHING' end
   for i = 4, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HINCRBY', KEYS[i], 's', ARGV[3]) end
+    if redis.call('HEXISTS', KEYS[i], 's') == 1 then redis.call('HINCRBY', KEYS[i], 's', ARGV[2]) end
   end
-  redis.call('DEL', KEYS[3])
-  return 'SETTLED_AFTER_DEADLINE'
-elseif st == 'u' then
-  return 'DUPLICATE'
+  redis.call('HSET', KEYS[3], 'st', 'u')
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+  return 'UNRESERVED'
 end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'EPOCH' end
-if ARGV[4] == '1' then return 'GONE' end
-if ARGV[2] == '0' then return 'NOTHING' end
+local out = {settle()}
+if out[1] == 'EPOCH' then return out end
 for i = 4, #KEYS do
-  if redis.call('HEXISTS', KEYS[i], 's') == 1 then redis.call('HINCRBY', KEYS[i], 's', ARGV[2]) end
+  local v = redis.call('HMGET', KEYS[i], 's', 'r')
+  out[#out + 1] = v[1] or ''
+  out[#out + 1] = v[2] or '0'
 end
-redis.call('HSET', KEYS[3], 'st', 'u')
-redis.call('PEXPIRE', KEYS[3], ARGV[6])
-return 'UNRESERVED'
+return out
 """
 )
 
@@ -278,6 +302,8 @@ class RedisCounters:
         self._pending: deque[tuple[_Held, int]] = deque()
         self._seeding: dict[str, asyncio.Future[None]] = {}
         self._rebuild: tuple[list[CounterSeed], list[str]] | None = None
+        # The last (spent, reserved) nanos seen per counter key, and when (time.monotonic): room_hint's source.
+        self._seen: dict[str, tuple[int, int, float]] = {}
         backend.on_epoch_change.append(self._restore_open)
         self.health.on_recovery.append(self._after_outage)
 
@@ -306,6 +332,30 @@ class RedisCounters:
 
     # -- reads --------------------------------------------------------------------------------------------------
 
+    def _note(self, keys: Sequence[str], flat: Sequence[bytes]) -> Figures:
+        """Figures from a script's flat reply (spent, reserved, spent, reserved, ...), remembered for room_hint."""
+        now = time.monotonic()
+        figures = []
+        for i, key in enumerate(keys):
+            spent, reserved = int(flat[2 * i] or 0), int(flat[2 * i + 1] or 0)
+            self._seen[key] = (spent, reserved, now)
+            figures.append((from_nanos(spent), from_nanos(reserved)))
+        if len(self._seen) > 100_000:  # counters of past periods: forget them all, the next replies refill it
+            self._seen.clear()
+        return tuple(figures)
+
+    def room_hint(self, applied: Sequence[AppliedBudget]) -> Decimal | None:
+        counted = []
+        horizon = time.monotonic() - HINT_MAX_AGE_S
+        for budget in applied:
+            if budget.counter is None:
+                continue
+            seen = self._seen.get(self.counter_key(budget.counter))
+            if seen is None or seen[2] < horizon:
+                return None
+            counted.append((from_nanos(seen[0]), from_nanos(seen[1])))
+        return room_left(applied, tuple(counted))
+
     async def _figures(self, budgets: Sequence[AppliedBudget]) -> list[tuple[int, int]]:
         """(spent, reserved) nanos per budget, seeding counters Redis does not have yet."""
         keys = [self.counter_key(b.counter or "") for b in budgets]
@@ -313,6 +363,7 @@ class RedisCounters:
             rows = await self.backend.script_call(self._read, keys, [])
             missing = [b for b, (spent, _r) in zip(budgets, rows, strict=True) if spent == b""]
             if not missing:
+                self._note(keys, [value for row in rows for value in row])
                 return [(int(spent), int(reserved)) for spent, reserved in rows]
             await asyncio.gather(*(self._seed_counter(b) for b in missing))
         raise BackendDown("budget counters keep disappearing (is Redis evicting keys? use maxmemory-policy noeviction)")
@@ -366,16 +417,27 @@ class RedisCounters:
     async def reserve(
         self, reservation_id: str, applied: Sequence[AppliedBudget], amount: Decimal
     ) -> Reservation | None:
+        return (await self.reserve_read(reservation_id, applied, amount))[0]
+
+    async def reserve_read(
+        self, reservation_id: str, applied: Sequence[AppliedBudget], amount: Decimal
+    ) -> tuple[Reservation | None, Figures | None]:
         if amount < 0:
             raise ValueError("a reservation cannot be negative")
-        if any(amount > b.cap for b in applied if b.counter is None):
-            return None
         counted = [b for b in applied if b.counter is not None]
+        if any(amount > b.cap for b in applied if b.counter is None):
+            # A per-request cap refuses it whatever the counters say; their figures cost a read here, on the
+            # refusal path only.
+            try:
+                figures = await self._figures(counted) if counted else []
+            except BackendDown:
+                return None, None
+            return None, tuple((from_nanos(s), from_nanos(r)) for s, r in figures)
         reservation = Reservation(
             reservation_id=reservation_id, counters=tuple(b.counter for b in counted if b.counter), amount=amount
         )
         if not counted:
-            return reservation
+            return reservation, ()
         now = self.clock()
         held = _Held(
             reservation=reservation,
@@ -401,21 +463,21 @@ class RedisCounters:
                 self._open[reservation_id] = held
                 self._queue(held, 0 if self.health.failure_mode == "closed" else None)
                 self._unavailable(str(exc))
-                return reservation
+                return reservation, None
             code = reply[0]
             if code == b"OK":
                 held.confirmed = True
                 self._open[reservation_id] = held
-                return reservation
+                return reservation, self._note(held.keys, reply[1:])
             if code == b"CAP":
-                return None
+                return None, self._note(held.keys, reply[2:])
             if code == b"SEED":
                 try:
                     await self._seed_counter(counted[int(reply[1]) - 1])
                 except BackendDown as exc:
                     self._unavailable(str(exc))
                     self._open[reservation_id] = held
-                    return reservation
+                    return reservation, None
                 continue
             if code == b"EPOCH":
                 try:
@@ -426,20 +488,24 @@ class RedisCounters:
             if code == b"HOLD":
                 self._unavailable("redis lost its data moments ago; counters are being rebuilt")
                 self._open[reservation_id] = held
-                return reservation
+                return reservation, None
             raise RuntimeError(f"unexpected reply from the reserve script: {reply!r}")
         self._unavailable("the reservation did not settle on a stable state of redis")
         self._open[reservation_id] = held
-        return reservation
+        return reservation, None
 
     async def settle(self, reservation: Reservation, actual: Decimal) -> None:
+        await self.settle_read(reservation, actual)
+
+    async def settle_read(self, reservation: Reservation, actual: Decimal) -> Figures | None:
         held = self._open.get(reservation.reservation_id)
         if held is None:
-            return  # no counter applied
-        await self._apply(held, nanos_ceil(actual))
+            return () if not reservation.counters else None  # no counter applied, or never reached Redis
+        return (await self._apply(held, nanos_ceil(actual)))[1]
 
-    async def _apply(self, held: _Held, actual_nanos: int) -> bool:
-        """Settle one held reservation; on an outage it waits in the pending queue. Returns True when done."""
+    async def _apply(self, held: _Held, actual_nanos: int) -> tuple[bool, Figures | None]:
+        """Settle one held reservation; on an outage it waits in the pending queue. Returns (done, the
+        counters' figures after it)."""
         rid = held.reservation.reservation_id
         for _ in range(4):
             keys = [self.backend.epoch_key, self.zset, self.record_prefix + rid, *held.keys]
@@ -449,21 +515,21 @@ class RedisCounters:
                 reply = await self.backend.script_call(self._settle, keys, args)
             except BackendDown:
                 self._queue(held, actual_nanos)
-                return False
-            if reply == b"EPOCH":
+                return False, None
+            if reply[0] == b"EPOCH":
                 try:
                     await self.backend.recover_epoch()  # re-registers the confirmed ones, this one included
                 except BackendDown:
                     self._queue(held, actual_nanos)
-                    return False
+                    return False, None
                 if not held.confirmed:
                     held.epoch = self.backend.epoch or b""
                 continue
             self._open.pop(rid, None)
-            return True
+            return True, self._note(held.keys, reply[1:])
         log.error("reservation %s could not be settled in redis (its epoch keeps changing)", rid)
         self._open.pop(rid, None)
-        return False
+        return False, None
 
     def _queue(self, held: _Held, actual_nanos: int | None) -> None:
         """Keep a settle for when Redis answers again (None: the request goes on; its settle comes later)."""
@@ -483,7 +549,7 @@ class RedisCounters:
         """Apply the settles that waited for Redis (stops at the first that cannot reach it)."""
         while self._pending:
             held, actual = self._pending.popleft()
-            if not await self._apply(held, actual):
+            if not (await self._apply(held, actual))[0]:
                 # _apply queued it again at the end; put it back in front to keep the order, and stop.
                 self._pending.appendleft(self._pending.pop())
                 return
