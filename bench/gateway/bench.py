@@ -145,6 +145,65 @@ class Service:
         self.log_file.close()
 
 
+@dataclass
+class ServiceGroup:
+    """Several gateway processes serving one target (``margin serve --reuse-port`` on one port): started,
+    measured (CPU summed) and stopped together."""
+
+    name: str
+    members: list[Service]
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        dead = [m for m in self.members if not m.alive()]
+        return (dead or self.members)[0].proc
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.members[0].log_path
+
+    def alive(self) -> bool:
+        return all(member.alive() for member in self.members)
+
+    def jiffies(self) -> int:
+        return sum(member.jiffies() for member in self.members)
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+def start_redis(work: Path, cpus: str, env: dict[str, str]) -> tuple[Service, str]:
+    """A throwaway redis-server (no persistence) on a free loopback port, pinned like the mock."""
+    import socket
+
+    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    if binary is None:
+        raise SystemExit("bench.py --instances needs redis-server: apt-get install redis-server")
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port = sock.getsockname()[1]
+    (work / "redis").mkdir()
+    argv = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
+    svc = Service("redis", [*argv, "--dir", str(work / "redis")], cpus, env, work / "redis.log")
+    svc.start()
+    for _ in range(200):
+        try:
+            socket.create_connection((LOOPBACK, port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    return svc, f"redis://{LOOPBACK}:{port}/0"
+
+
 def post(port: int, body: bytes, auth: str | None, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
@@ -191,17 +250,18 @@ def wait_ready(svc: Service | None, port: int, body: bytes, auth: str | None, st
 # ---------------------------------------------------------------------------------------------- one wrk run
 @dataclass
 class Target:
-    name: str  # direct | margin | litellm
+    name: str  # direct | margin | litellm | margin-redis | margin-x2
     port: int
     auth: str | None
-    service: Service | None  # the process that serves it (None: the mock itself)
+    service: Service | ServiceGroup | None  # the process(es) that serve it (None: the mock itself)
 
 
 @dataclass
 class Bench:
     args: argparse.Namespace
     mock: Service
-    services: dict[str, Service] = field(default_factory=dict)
+    services: dict[str, Service | ServiceGroup] = field(default_factory=dict)
+    redis: Service | None = None
     runs: list[dict] = field(default_factory=list)
     retries_left: int = 0
     crashes: list[dict] = field(default_factory=list)
@@ -214,6 +274,7 @@ class Bench:
             "t": time.monotonic(),
             "stat": cpu_lines(),
             "mock": proc_jiffies(self.mock.pid),
+            "redis": self.redis.jiffies() if self.redis else 0,
             "svc": {n: s.jiffies() for n, s in self.services.items()},
             "wrk": resource.getrusage(resource.RUSAGE_CHILDREN),
             "self": os.times(),
@@ -255,8 +316,9 @@ class Bench:
         self_cpu_s = (s1["self"].user - s0["self"].user) + (s1["self"].system - s0["self"].system)
         svc = {n: s1["svc"][n] - s0["svc"][n] for n in s1["svc"]}
         mock = s1["mock"] - s0["mock"]
+        redis = s1["redis"] - s0["redis"]
         total_busy = busy(stat1["cpu"]) - busy(stat0["cpu"])
-        ours = mock + sum(svc.values()) + (wrk_cpu_s + self_cpu_s) * HZ
+        ours = mock + redis + sum(svc.values()) + (wrk_cpu_s + self_cpu_s) * HZ
         served = mock if target.service is None else svc[target.name]
         requests = result["requests"]
         errors = sum(result[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
@@ -281,6 +343,8 @@ class Bench:
             "server_cpu_pct": round(100 * served / core, 1),
             "mock_cpu_ms_per_req": round(1000 * mock / HZ / requests, 4) if requests else None,
             "mock_cpu_pct": round(100 * mock / core, 1),
+            # the shared Redis's CPU (targets margin-redis and margin-x2; ~0 for the others)
+            "redis_cpu_ms_per_req": round(1000 * redis / HZ / requests, 4) if requests and self.redis else None,
             # connections the mock accepted during the run (the gateway's upstream pool, or wrk's own)
             "upstream_connections": m1["connections"] - m0["connections"] - 1,
             "upstream_requests": m1["served"] - m0["served"],
@@ -297,7 +361,8 @@ class Bench:
         s0 = self.sample()
         time.sleep(seconds)
         s1 = self.sample()
-        ours = (s1["mock"] - s0["mock"]) + sum(s1["svc"][n] - s0["svc"][n] for n in s1["svc"])
+        ours = (s1["mock"] - s0["mock"]) + (s1["redis"] - s0["redis"])
+        ours += sum(s1["svc"][n] - s0["svc"][n] for n in s1["svc"])
         total = busy(s1["stat"]["cpu"]) - busy(s0["stat"]["cpu"])
         return max(0.0, 100 * (total - ours) / ((s1["t"] - s0["t"]) * HZ))
 
@@ -375,13 +440,14 @@ class Bench:
 
 
 # ---------------------------------------------------------------------------------------------- set-up
-def margin_config(path: Path, home: Path, mock_port: int) -> None:
+def margin_config(path: Path, database: Path, mock_port: int, redis_url: str | None = None) -> None:
+    shared = f"  redis_url: {redis_url}\n  redis_timeout_ms: 2000\n" if redis_url else ""
     path.write_text(
         f"""# written by bench/gateway/bench.py
 gateway:
   host: {LOOPBACK}
-  database: {home / "ledger.db"}
-  providers:
+  database: {database}
+{shared}  providers:
     - name: bench-mock
       type: openai_compatible
       base_url: http://{LOOPBACK}:{mock_port}/v1
@@ -501,6 +567,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reps", type=int, help="measured runs per target and count (default 3; quick: 1)")
     p.add_argument("--variants", default="json,stream", help="json (non-streaming) and/or stream")
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="also margin with its budget counters in Redis (margin-redis) and two instances on one port "
+        "(margin-x2: --reuse-port, one Redis, one SQLite ledger); needs redis-server",
+    )
+    p.add_argument("--x2-cpus", help="taskset CPU list of margin-x2's two processes (default: --gateway-cpu)")
     p.add_argument("--litellm-venv", default=os.environ.get("LITELLM_VENV", "/tmp/margin-bench-litellm"))
     p.add_argument("--gateway-cpu", default="0", help="taskset CPU list of the gateways (default 0)")
     p.add_argument("--driver-cpu", default="1", help="taskset CPU list of wrk and the mock (default 1)")
@@ -600,7 +673,7 @@ def main() -> int:
 
         # margin: config, key, gateway
         cfg = work / "margin.yaml"
-        margin_config(cfg, home, a.mock_port)
+        margin_config(cfg, home / "ledger.db", a.mock_port)
         key = (
             subprocess.run(
                 [str(margin_bin), "--config", str(cfg), "keys", "create", "--team", "bench"],
@@ -623,6 +696,39 @@ def main() -> int:
         margin_svc.start()
         bench.services["margin"] = margin_svc
         targets.append(Target("margin", a.margin_port, f"Authorization: Bearer {key}", margin_svc))
+
+        if a.instances:
+            # The scale-out set-up: budget counters in a shared Redis; "margin-redis" is one such instance,
+            # "margin-x2" two processes on one port (SO_REUSEPORT) sharing the Redis and one SQLite ledger.
+            bench.redis, redis_url = start_redis(work, a.driver_cpu, env)
+            for name, port, count in (("margin-redis", a.margin_port + 1, 1), ("margin-x2", a.margin_port + 2, 2)):
+                shome = work / name
+                shome.mkdir()
+                scfg = work / f"{name}.yaml"
+                margin_config(scfg, shome / "ledger.db", a.mock_port, redis_url)
+                skey = (
+                    subprocess.run(
+                        [str(margin_bin), "--config", str(scfg), "keys", "create", "--team", "bench"],
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
+                serve = [str(margin_bin), "--config", str(scfg), "serve", "--port", str(port)]
+                if count > 1:
+                    serve.append("--reuse-port")
+                cpus = a.x2_cpus or a.gateway_cpu
+                members = [
+                    Service(f"{name}-{i}", serve, cpus if count > 1 else a.gateway_cpu, env, work / f"{name}-{i}.log")
+                    for i in range(count)
+                ]
+                group = ServiceGroup(name, members)
+                group.start()
+                bench.services[name] = group
+                targets.append(Target(name, port, f"Authorization: Bearer {skey}", group))
 
         if use_litellm:
             lcfg = work / "litellm.yaml"
@@ -672,7 +778,7 @@ def main() -> int:
                     variant == "stream",
                     180 if t.name == "litellm" else 60,
                 )
-                if t.name == "margin" and variant == "json" and "x-margin-cost" not in headers:
+                if t.name.startswith("margin") and variant == "json" and "x-margin-cost" not in headers:
                     raise RuntimeError(f"margin answered without x-margin-cost (metering off?): {headers}")
                 if t.name == "margin" and variant == "json":
                     meta["margin_probe_headers"] = {k: v for k, v in headers.items() if k.startswith("x-margin")}
@@ -724,19 +830,24 @@ def main() -> int:
     finally:
         for svc in reversed(list(bench.services.values())):
             svc.stop()
+        if bench.redis is not None:
+            bench.redis.stop()
         mock.stop()
     ledger = ledger_counts(home / "ledger.db")
-    served = sum(
-        r["requests"]
-        for r in map(json.loads, out.read_text().splitlines()[1:])
-        if r.get("type") == "run" and r["target"] == "margin"
-    )
+    recorded = [r for r in map(json.loads, out.read_text().splitlines()[1:]) if r.get("type") == "run"]
+    served = sum(r["requests"] for r in recorded if r["target"] == "margin")
+    instance_ledgers = {}
+    for name in ("margin-redis", "margin-x2") if a.instances else ():
+        counts = ledger_counts(work / name / "ledger.db")
+        counts["requests_measured"] = sum(r["requests"] for r in recorded if r["target"] == name)
+        instance_ledgers[name] = counts
     with out.open("a") as f:
         f.write(
             json.dumps(
                 {
                     "type": "ledger",
                     "margin_requests_measured": served,
+                    "instance_ledgers": instance_ledgers,
                     **ledger,
                     "margin_source_at_end": source_fingerprint(),
                     "elapsed_s": round(time.monotonic() - started, 1),

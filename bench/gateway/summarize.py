@@ -65,7 +65,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         groups[(r["variant"], r["conns"], r["target"])].append(r)
-    order = {"direct": 0, "margin": 1, "litellm": 2}
+    order = {"direct": 0, "margin": 1, "margin-redis": 2, "margin-x2": 3, "litellm": 4}
     rows = []
     for (variant, conns, target), rs in sorted(
         groups.items(), key=lambda kv: (kv[0][0] != "json", kv[0][1], order.get(kv[0][2], 9))
@@ -79,6 +79,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             "server_cpu_ms_per_req",
             "server_cpu_pct",
             "mock_cpu_pct",
+            "redis_cpu_ms_per_req",
             "wrk_cpu_pct",
             "other_cpu_pct",
             "steal_pct",
@@ -236,6 +237,20 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
                 f"| {m['rps'] / lite['rps']:.1f}x | {fmt(m['server_cpu_ms_per_req'])} "
                 f"| {fmt(lite['server_cpu_ms_per_req'])} | {fmt(cr, 1)}x |"
             )
+    scaled = [r for r in rows if r["target"] in ("margin", "margin-redis", "margin-x2")]
+    if any(r["target"] != "margin" for r in scaled):
+        lines += [
+            "",
+            "| variant | conns | target | req/s | added p50 ms | added p99 ms | gateways' CPU ms/req "
+            "| Redis CPU ms/req |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in scaled:
+            lines.append(
+                f"| {r['variant']} | {r['conns']} | {r['target']} | {fmt(r['rps'], 1)} | {fmt(r.get('added_p50_ms'))} "
+                f"| {fmt(r.get('added_p99_ms'))} | {fmt(r['server_cpu_ms_per_req'])} "
+                f"| {fmt(r.get('redis_cpu_ms_per_req')) if r['target'] != 'margin' else '-'} |"
+            )
     if goals:
         lines += ["", "| target (margin) | goal | measured | met |", "|---|---|---|---|"]
         for g in goals:
@@ -273,6 +288,11 @@ def markdown(meta: dict, rows: list[dict], goals: list[dict], ledger: dict) -> s
             f"{ledger.get('margin_requests_measured')} margin requests in measured runs "
             f"(warm-ups and readiness probes add the rest).",
         ]
+    for name, counts in (ledger or {}).get("instance_ledgers", {}).items():
+        lines.append(
+            f"{name} ledger: {counts.get('events_by_status')} usage events, {counts.get('open_reservations')} open "
+            f"reservations; {counts.get('requests_measured')} requests in its measured runs."
+        )
     return "\n".join(lines)
 
 
