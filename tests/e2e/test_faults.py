@@ -1,10 +1,13 @@
 """The gateway in front of a real fake upstream server with injected faults: retries with backoff,
-fallbacks, upstream errors passed on, dropped streams and client aborts. Every attempt is metered."""
+fallbacks, upstream errors passed on, dropped streams, client aborts and slow clients. Every attempt is
+metered."""
 
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import threading
 import time
 from decimal import Decimal
 
@@ -30,6 +33,7 @@ def gw(tmp_path_factory, upstream):
     config = f"""
 gateway:
   retries: {{max_retries: 2, base_delay_ms: 1, max_delay_ms: 20}}
+  body_timeout_s: 1
   providers:
     - {{name: up, type: openai_compatible, base_url: "{upstream.base_url}/v1", timeout_s: 1.0}}
     - {{name: up-anthropic, type: anthropic, base_url: "{upstream.base_url}", timeout_s: 1.0}}
@@ -188,3 +192,91 @@ def test_anthropic_provider_through_the_gateway(gw, key, upstream):
     sent = [r for r in upstream.requests if r.path.endswith("/messages")]
     assert all(r.body.get("max_tokens") == 50 for r in sent)
     assert json.dumps(sent[-1].body).count("cache_control") >= 1
+
+
+def _raw_exchange(gw, key: str, body: bytes, *, declared: int, pause_s: float) -> tuple[int, dict, float]:
+    """POST with a raw socket, sending ``body`` one byte every ``pause_s`` s (or only the headers, then
+    nothing, when ``pause_s`` is 0); (status, JSON body, seconds until the answer)."""
+    host, port = gw.base_url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        if pause_s:
+            sock.settimeout(pause_s)
+            for byte in body:
+                try:
+                    sock.sendall(bytes([byte]))
+                    if sock.recv(1, socket.MSG_PEEK):
+                        break  # the gateway answered: stop sending
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            sock.settimeout(15)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head_bytes, _, rest = data.partition(b"\r\n\r\n")
+        length = int(
+            next(
+                v
+                for k, v in (line.split(b": ", 1) for line in head_bytes.split(b"\r\n")[1:])
+                if k.lower() == b"content-length"
+            )
+        )
+        while len(rest) < length:
+            rest += sock.recv(65536)
+    return int(head_bytes.split(b" ")[1]), json.loads(rest[:length]), time.monotonic() - started
+
+
+def test_a_stalled_or_trickling_request_body_gets_408(gw, key, upstream):
+    """A client that sends the headers and then stalls, or trickles the body a byte at a time, is answered
+    408 request_timeout once gateway.body_timeout_s (1 s here) has passed, instead of holding a task."""
+    body = json.dumps({"model": "solo", "messages": [{"role": "user", "content": "slow"}], "max_tokens": 5}).encode()
+    status, error, waited = _raw_exchange(gw, key, body, declared=len(body), pause_s=0)
+    assert status == 408 and error["error"]["code"] == "request_timeout"
+    assert "body_timeout_s" in error["error"]["message"]
+    assert 0.9 < waited < 10
+    status, error, waited = _raw_exchange(gw, key, body, declared=len(body), pause_s=0.05)  # ~4.5 s to send
+    assert status == 408 and error["error"]["code"] == "request_timeout"
+    assert upstream.requests == []  # nothing reached the upstream
+    assert chat(gw, key, model="solo").parse().choices  # and the gateway serves the next client as usual
+
+
+def test_a_slow_stream_reader_holds_only_its_own_request(gw, key, upstream):
+    """A client reading a stream slowly does not hold up other requests, and its event is complete."""
+    with httpx2.Client(timeout=30) as client:
+        with client.stream(
+            "POST",
+            gw.base_url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={
+                "model": "solo",
+                "stream": True,
+                "max_tokens": 60,
+                "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": "a slow reader"}],
+            },
+        ) as response:
+            request_id = response.headers["x-margin-request-id"]
+            lines = response.iter_lines()
+            usage = None
+            answered: list[object] = []
+            for number, line in enumerate(lines):
+                if number == 3:
+                    # Mid-stream, another client's request is answered in full.
+                    other = threading.Thread(target=lambda: answered.append(chat(gw, key, model="solo").parse()))
+                    other.start()
+                    other.join(timeout=20)
+                    assert answered and answered[0].choices
+                if line.startswith("data:") and "[DONE]" not in line:
+                    chunk = json.loads(line[5:])
+                    usage = chunk.get("usage") or usage
+                time.sleep(0.02)
+    rows = events(gw, request_id)
+    assert [r["status"] for r in rows] == ["ok"]
+    assert usage is not None and rows[0]["output_tokens"] == usage["completion_tokens"] > 0

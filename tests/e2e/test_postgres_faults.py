@@ -82,5 +82,16 @@ def test_postgres_restart_under_load_loses_nothing_acknowledged(tmp_path, pg_ser
         assert [rid for rid in answered if in_ledger[rid] != 1] == []  # each answered request once, none lost
         log = (tmp_path / "gateway.log").read_text()
         assert "PostgreSQL answers again" in log  # answered requests whose events the outage cut off: written now
+        alerts = httpx2.get(
+            gateway.base_url + "/v1/margin/alerts", headers={"authorization": "Bearer mk-master-test"}, timeout=10
+        ).json()["alerts"]
+        (recovered,) = [a for a in alerts if a["kind"] == "ledger_recovered"]
+        # Most refused requests were refused at their first write (a few at a key lookup: a read).
+        assert len(refused) / 2 < recovered["data"]["refused_writes"] <= len(refused)
+        assert 2 < recovered["data"]["seconds"] < 60
+        metrics = httpx2.get(
+            gateway.base_url + "/metrics", headers={"authorization": "Bearer mk-master-test"}, timeout=10
+        ).text
+        assert "margin_ledger_up 1.0" in metrics
     finally:
         gateway.stop()

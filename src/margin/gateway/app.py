@@ -337,10 +337,13 @@ class _FastRoutes:
     the gateway's ~1 ms CPU budget per request; the three hot routes need none of it. Their handlers get the
     request headers as a plain dict (ASGI servers send lower-case names) and a body reader."""
 
-    def __init__(self, routes: dict[str, Handler], fallback: Starlette, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, routes: dict[str, Handler], fallback: Starlette, *, max_body_bytes: int, body_timeout_s: float
+    ) -> None:
         self.routes = routes
         self.fallback = fallback
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         handler = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -350,6 +353,19 @@ class _FastRoutes:
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
         async def read_body() -> bytes:
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    return await read_all()
+            except TimeoutError:
+                raise GatewayError(
+                    f"the request body did not arrive within {self.body_timeout_s:g} s (gateway.body_timeout_s); "
+                    "send the whole body at once",
+                    status=408,
+                    error_type="invalid_request_error",
+                    code="request_timeout",
+                ) from None
+
+        async def read_all() -> bytes:
             chunks = []
             size = 0
             while True:
@@ -451,6 +467,8 @@ def create_app(gw: Gateway) -> _FastRoutes:
         gauges = {
             "margin_ledger_writes_in_flight": float(gw.ledger.in_flight),
             "margin_open_reservations": float(gw.ledger.reservations_held),
+            # 0 while the ledger refuses writes (every metered request then gets 503 ledger_unavailable)
+            "margin_ledger_up": 0.0 if gw.ledger.failed is not None else 1.0,
         }
         cache_entries = await gw.exact_cache.count()
         if cache_entries is not None:  # None: in Redis, where counting means scanning the keyspace
@@ -542,4 +560,9 @@ def create_app(gw: Gateway) -> _FastRoutes:
         *admin_routes(gw),
         *dashboard_routes(gw),
     ]
-    return _FastRoutes(proxied, Starlette(routes=routes, lifespan=lifespan), max_body_bytes=gw.config.max_body_bytes)
+    return _FastRoutes(
+        proxied,
+        Starlette(routes=routes, lifespan=lifespan),
+        max_body_bytes=gw.config.max_body_bytes,
+        body_timeout_s=gw.config.body_timeout_s,
+    )

@@ -208,6 +208,9 @@ class GatewayConfig(_Strict):
     max_input_tokens: int = Field(default=1_000_000, gt=0)
     # Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # Seconds a client has to send a proxied request's whole body once its headers arrived: a client that
+    # trickles it (or stalls) gets HTTP 408 instead of holding a connection and a task indefinitely.
+    body_timeout_s: float = Field(default=30, gt=0)
     # Safety margin on the locally counted prompt when reserving the worst case: exact counts (OpenAI
     # encodings) can still differ by the chat template; estimates (other families) by more.
     reserve_margin_exact: Ratio = Decimal("1.02")

@@ -146,6 +146,8 @@ class PostgresLedger(PostgresReads):
         self._failure: LedgerError | None = None
         self._failed_at: datetime | None = None
         self._recoverable = False
+        # Writes refused, or failed with their caller waiting, during the current outage (the recovery alert).
+        self._refused = 0
         self._known_months: set[tuple[int, int]] = set()
         self._owner = OWNER_MIN + secrets.randbelow(2**31 - 1 - OWNER_MIN)
         self._owner_conn: AsyncConnection | None = None
@@ -290,6 +292,7 @@ class PostgresLedger(PostgresReads):
 
     def _check_usable(self) -> None:
         if self._failure is not None:
+            self._refused += 1
             raise self._failed_error()
         if self._closed:
             raise LedgerError(f"the ledger at {self.url} is closed")
@@ -356,6 +359,24 @@ class PostgresLedger(PostgresReads):
                 found,
             )
             self._failure = None
+            await self._alert_recovered(written)
+
+    async def _alert_recovered(self, replayed: int) -> None:
+        """The outage, in the ledger's own alerts (``GET /v1/margin/alerts``, the dashboard): while it lasted
+        nothing could be recorded, not even an alert, so it is written now."""
+        failed_at, now = self._failed_at or datetime.now(UTC), datetime.now(UTC)
+        refused, self._refused = self._refused, 0
+        seconds = (now - failed_at).total_seconds()
+        message = (
+            f"the ledger ({self.describe()}) was unreachable for {seconds:.1f} s from {failed_at:%Y-%m-%d %H:%M:%S} "
+            f"UTC: {refused} write(s) refused meanwhile (their requests got 503 ledger_unavailable, never served "
+            f"unmetered); {replayed} write(s) cut off by the outage recorded now"
+        )
+        data = {"failed_at": failed_at.isoformat(), "seconds": round(seconds, 3), "refused_writes": refused}
+        try:
+            await self.write_alert("ledger_recovered", message, scope="ledger", data={**data, "replayed": replayed})
+        except LedgerError as exc:  # failed again at once: the next recovery reports it
+            _log.error("ledger %s: could not record the recovery alert: %s", self.url, exc)
 
     # -- submitting writes ----------------------------------------------------------------------------------------
 
@@ -490,6 +511,8 @@ class PostgresLedger(PostgresReads):
     def _finish(self, batch: list[_Item], results: list[Any] | None) -> None:
         """Free the batch's slots, then resolve every caller (``results`` None: the batch failed)."""
         self._slots.release(len(batch))
+        if results is None:  # the callers waiting for these writes are told they failed (their requests: 503)
+            self._refused += sum(1 for item in batch if item.future is not None)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for index, item in enumerate(batch):
             error = self._failed_error() if results is None else None
