@@ -258,3 +258,65 @@ def test_learned_entry_threshold_only_tightens(reports: list[tuple[float, bool]]
         if not correct:
             assert now > sim or now == 1.0
         previous = now
+
+
+# --- entries embedded elsewhere (the gateway's Redis-shared semantic cache) -----------------------------------
+
+
+def test_insert_adds_a_pre_embedded_entry_under_its_id_without_embedding() -> None:
+    v = unit("q")
+    cache, emb, clock = make({P: near(v, 0.95)})
+    assert cache.insert(1_700_000_000_000_042, "team:a", "fp", Q, {"a": 1}, v, expires_in=60, age_seconds=5)
+    assert emb.calls == 0  # the vector travelled with the entry
+    assert 1_700_000_000_000_042 in cache and cache.entry_ids() == [1_700_000_000_000_042]
+    hit = cache.lookup("team:a", "fp", P)
+    assert hit is not None and hit.entry_id == 1_700_000_000_000_042 and hit.age_seconds == pytest.approx(5)
+    assert cache.lookup("team:b", "fp", P) is None  # partitions still isolate
+    clock.now += 61
+    assert cache.lookup("team:a", "fp", P) is None and len(cache) == 0  # its own expiry, from the sender's TTL
+    assert not cache.insert(7, "team:a", "fp", Q, {}, v, expires_in=0)  # already expired: refused
+
+
+def test_insert_keeps_the_highest_id_for_one_text() -> None:
+    """Two instances that learn of two concurrent stores of one text in different orders keep the same one."""
+    v = unit("q")
+    first, _, _ = make()
+    second, _, _ = make()
+    first.insert(10, "g", "fp", Q, "older", v, expires_in=60)
+    first.insert(11, "g", "fp", Q, "newer", v, expires_in=60)
+    second.insert(11, "g", "fp", Q, "newer", v, expires_in=60)
+    assert not second.insert(10, "g", "fp", Q, "older", v, expires_in=60)
+    for cache in (first, second):
+        assert cache.entry_ids() == [11] and cache.lookup("g", "fp", Q).payload == "newer"  # type: ignore[union-attr]
+    assert first.insert(11, "g", "fp", Q, "again", v, expires_in=60)  # the same id again replaces it
+    assert first.entry_ids() == [11]
+
+
+def test_stored_ids_never_collide_with_inserted_ones() -> None:
+    cache, _, _ = make()
+    cache.insert(500, "g", "fp", "inserted", {}, unit("i"), expires_in=None)
+    assert cache.store("g", "fp", Q, {}) == 501
+
+
+def test_insert_carries_feedback_and_apply_feedback_only_tightens() -> None:
+    v = unit("q")
+    cache, _, _ = make({P: near(v, 0.95)})
+    cache.insert(3, "g", "fp", Q, {}, v, expires_in=60, threshold=0.5, reported_wrong=1)
+    assert cache.entry_threshold(3) == pytest.approx(0.9)  # never below the cache's own threshold
+    cache.insert(4, "g", "fp", "other", {}, unit("o"), expires_in=60, threshold=0.97)
+    assert cache.entry_threshold(4) == pytest.approx(0.97)
+    assert cache.apply_feedback(3, threshold=0.96, reported_wrong=2)
+    assert cache.lookup("g", "fp", P) is None  # 0.95 < 0.96
+    assert cache.apply_feedback(3, threshold=0.2, reported_wrong=1)
+    assert cache.entry_threshold(3) == pytest.approx(0.96)
+    assert not cache.apply_feedback(99, threshold=0.99, reported_wrong=1)
+
+
+def test_clear_by_scope_and_payload_filter() -> None:
+    cache, _, _ = make()
+    cache.store("team:a", "fp", "q1", {"key": "abc1"})
+    cache.store("team:a", "fp", "q2", {"key": "xyz2"})
+    cache.store("team:b", "fp", "q3", {"key": "abc3"})
+    assert cache.clear("team:a", where=lambda p: p["key"].startswith("abc")) == 1
+    assert cache.clear(where=lambda p: p["key"].startswith("abc")) == 1
+    assert len(cache) == 1 and cache.lookup("team:a", "fp", "q2") is not None

@@ -230,3 +230,18 @@ def test_feedback_on_a_wrong_semantic_hit_stops_it_being_served(semantic_gw):
     assert ok.status_code == 200 and ok.json()["recorded"] is True
     # The entry's own threshold now sits above that similarity: the same paraphrase is no longer served.
     assert ask(c, "How can I update my billing details?").headers["x-margin-cache"] == "miss"
+
+
+def test_cache_clear_drops_semantic_entries_too(semantic_gw):
+    import httpx2
+
+    gw = semantic_gw
+    c = client(gw, gw.create_key("--team", "clearing"))
+    ask(c, "How do I change my email address?")
+    time.sleep(0.5)
+    assert ask(c, "How can I change my email address?").headers["x-margin-cache"] == "semantic-hit"
+    master = {"authorization": "Bearer mk-master-test"}
+    cleared = httpx2.post(gw.base_url + "/v1/margin/cache/clear", json={"scope": "team:clearing"}, headers=master)
+    assert cleared.status_code == 200
+    assert cleared.json()["semantic"] == 1 and cleared.json()["exact"] == 1
+    assert ask(c, "How can I change my email address?").headers["x-margin-cache"] == "miss"

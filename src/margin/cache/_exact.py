@@ -78,6 +78,9 @@ class CacheEntry:
     created_at: float
     expires_at: float
     size: int
+    # The request's cache key (prompt hash). Set on semantic-cache entries, which are found by meaning, not by
+    # key, so that clearing by key prefix reaches them too.
+    key: str = ""
 
 
 @dataclass

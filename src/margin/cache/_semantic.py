@@ -36,6 +36,11 @@ with ``embed_tokens`` (:class:`margin.cache.MiniLMEmbedder`), keeps about 1.8 kB
 1 ms of CPU per lookup. On the held-out pairs it serves 36.5% of true paraphrases at 1.7% wrong hits
 (5/301): more than any rules policy at that wrong-hit rate, but above 1%, so it is not the default.
 
+Shared by several processes (the gateway with Redis, ``margin.gateway.backends.redis_semantic``): each
+process keeps its own ``SemanticCache`` for the search and adds the entries others stored with
+:meth:`SemanticCache.insert` (their vector travels with them: no model run), adopts feedback decided in the
+shared store with :meth:`SemanticCache.apply_feedback`, and clears with :meth:`SemanticCache.clear`'s filters.
+
 Entries expire ``ttl_seconds`` after they were stored (a hit does not extend that: an answer ages
 whether or not it is served), and the least recently used entry is evicted when a store would exceed
 ``max_entries``.
@@ -57,7 +62,6 @@ outside it). Payloads are opaque (bytes, a dict, ...) and returned as stored: do
 from __future__ import annotations
 
 import heapq
-import itertools
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -221,7 +225,7 @@ class SemanticCache:
         self._entries: OrderedDict[int, _Entry] = OrderedDict()  # least recently used first
         self._partitions: dict[tuple[str, str], _Partition] = {}
         self._expiry: list[tuple[float, int]] = []  # min-heap of (expires_at, entry id)
-        self._ids = itertools.count(1)
+        self._last_id = 0  # ids from store(); an inserted id moves it past that id, so the two never collide
         self._memo: OrderedDict[str, tuple[np.ndarray, Any]] = OrderedDict()  # text -> (vector, prepared)
         self._memo_size = embed_memo
         self._stats: Counter[str] = Counter()
@@ -231,6 +235,16 @@ class SemanticCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+    def __contains__(self, entry_id: object) -> bool:
+        with self._lock:
+            return entry_id in self._entries
+
+    def entry_ids(self) -> list[int]:
+        """The ids of the live entries (least recently used first)."""
+        with self._lock:
+            self._expire(self._clock())
+            return list(self._entries)
 
     def lookup(self, scope: str, fingerprint: str, text: str, *, vector: np.ndarray | None = None) -> Hit | None:
         """The cached answer for ``text`` in this scope and context, or None."""
@@ -352,34 +366,103 @@ class SemanticCache:
             with self._lock:  # the lookup that missed usually just prepared this text (the gateway's flow)
                 memo = self._memo.get(text)
             prepared = memo[1] if memo is not None else None
-        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != self.embedder.dim:
-            raise CacheError(f"vector has {vector.shape[0]} dimensions, the embedder {self.embedder.dim}")
-        key = (scope, fingerprint)
+        vector = self._checked(vector)
         now = self._clock()
         ttl = ttl_seconds if ttl_seconds is not None else self.ttl_seconds
         expires = now + ttl if ttl is not None else float("inf")
         with self._lock:
             self._expire(now)
-            part = self._partitions.get(key)
-            if part is None:
-                part = self._partitions[key] = _Partition(VectorIndex(self.embedder.dim, **self._index_opts))
-            old = part.by_text.get(text)
-            if old is not None:
-                self._remove(old)
-                self._partitions[key] = part  # _remove drops a partition it empties
-            entry = _Entry(next(self._ids), key, text, payload, now, expires, self.threshold, prepared=prepared)
-            part.index.add(entry.id, vector)
-            part.by_text[text] = entry.id
-            self._entries[entry.id] = entry
-            if expires != float("inf"):
-                heapq.heappush(self._expiry, (expires, entry.id))
+            entry = _Entry(self._new_id(), (scope, fingerprint), text, payload, now, expires, self.threshold)
+            entry.prepared = prepared
+            self._add(entry, vector)
             self._stats["stores"] += 1
-            while len(self._entries) > self.max_entries:
-                oldest = next(iter(self._entries))
-                self._remove(oldest)
-                self._stats["evicted_lru"] += 1
             return entry.id
+
+    def insert(
+        self,
+        entry_id: int,
+        scope: str,
+        fingerprint: str,
+        text: str,
+        payload: Any,
+        vector: np.ndarray,
+        *,
+        expires_in: float | None,
+        age_seconds: float = 0.0,
+        threshold: float | None = None,
+        reported_wrong: int = 0,
+    ) -> bool:
+        """Add an entry that was embedded elsewhere (another gateway instance, a shared store), under the id it
+        was given there: no model run. ``expires_in`` seconds from now (None: never); ``threshold`` and
+        ``reported_wrong`` carry the feedback it already got (a threshold below this cache's is raised to it).
+
+        Ids must be unique across every writer; the same id again replaces the entry. When the partition holds
+        the same text under a higher id, the insert is refused (returns False): with ids allotted in increasing
+        order by one shared counter, "the highest id wins" makes copies that learn of two concurrent stores in
+        different orders keep the same one. An already expired entry is refused too.
+
+        With the learned verifier the entry's prepared text is taken from the embedding memo when this cache
+        just looked the text up (the usual case for its own store); otherwise it is computed from the text the
+        first time the entry is a candidate (one model run, in that lookup)."""
+        vector = self._checked(vector)
+        if expires_in is not None and expires_in <= 0:
+            return False
+        prepared = None
+        now = self._clock()
+        expires = now + expires_in if expires_in is not None else float("inf")
+        with self._lock:
+            if self.learned:
+                memo = self._memo.get(text)
+                prepared = memo[1] if memo is not None else None
+            self._expire(now)
+            part = self._partitions.get((scope, fingerprint))
+            current = part.by_text.get(text) if part is not None else None
+            if current is not None and current > entry_id:
+                return False
+            self._remove(entry_id)
+            entry = _Entry(
+                entry_id,
+                (scope, fingerprint),
+                text,
+                payload,
+                now - max(0.0, age_seconds),
+                expires,
+                max(self.threshold, threshold if threshold is not None else self.threshold),
+                reported_wrong=reported_wrong,
+                prepared=prepared,
+            )
+            self._add(entry, vector)
+            self._last_id = max(self._last_id, entry_id)
+            self._stats["inserts"] += 1
+            return True
+
+    def _new_id(self) -> int:
+        self._last_id += 1
+        return self._last_id
+
+    def _checked(self, vector: np.ndarray) -> np.ndarray:
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.embedder.dim:
+            raise CacheError(f"vector has {vector.shape[0]} dimensions, the embedder {self.embedder.dim}")
+        return vector
+
+    def _add(self, entry: _Entry, vector: np.ndarray) -> None:
+        """Index one entry (replacing the same text in its partition), then apply the LRU bound. Under the lock."""
+        part = self._partitions.get(entry.partition)
+        if part is None:
+            part = self._partitions[entry.partition] = _Partition(VectorIndex(self.embedder.dim, **self._index_opts))
+        old = part.by_text.get(entry.text)
+        if old is not None:
+            self._remove(old)
+            self._partitions[entry.partition] = part  # _remove drops a partition it empties
+        part.index.add(entry.id, vector)
+        part.by_text[entry.text] = entry.id
+        self._entries[entry.id] = entry
+        if entry.expires_at != float("inf"):
+            heapq.heappush(self._expiry, (entry.expires_at, entry.id))
+        while len(self._entries) > self.max_entries:
+            self._remove(next(iter(self._entries)))
+            self._stats["evicted_lru"] += 1
 
     def store_many(
         self,
@@ -418,7 +501,7 @@ class SemanticCache:
                     self._remove(old)
             self._partitions[key] = part
             entries = [
-                _Entry(next(self._ids), key, t, p, now, expires, self.threshold, prepared=prep)
+                _Entry(self._new_id(), key, t, p, now, expires, self.threshold, prepared=prep)
                 for t, p, prep in zip(texts, payloads, prepared, strict=True)
             ]
             part.index.add_many(np.array([e.id for e in entries], dtype=np.int64), vectors)
@@ -454,14 +537,31 @@ class SemanticCache:
                 return
             entry.threshold = max(entry.threshold, min(1.0, sim + self.adapt_margin))
 
+    def apply_feedback(self, entry_id: int, *, threshold: float, reported_wrong: int) -> bool:
+        """Adopt the outcome of wrong-hit reports decided elsewhere (a shared store that counts every
+        instance's reports): the entry's threshold rises to ``threshold`` (never falls) and its count of wrong
+        reports to ``reported_wrong``. Returns whether the entry is here."""
+        with self._lock:
+            entry = self._entries.get(entry_id)
+            if entry is None:
+                return False
+            entry.threshold = max(entry.threshold, min(1.0, threshold))
+            entry.reported_wrong = max(entry.reported_wrong, reported_wrong)
+            return True
+
     def invalidate(self, entry_id: int) -> bool:
         with self._lock:
             return self._remove(entry_id)
 
-    def clear(self, scope: str | None = None) -> int:
-        """Drop every entry (or every entry of one scope); returns how many."""
+    def clear(self, scope: str | None = None, *, where: Callable[[Any], bool] | None = None) -> int:
+        """Drop every entry (or every entry of one scope, and/or whose payload ``where`` accepts); returns how
+        many."""
         with self._lock:
-            ids = [e.id for e in self._entries.values() if scope is None or e.partition[0] == scope]
+            ids = [
+                e.id
+                for e in self._entries.values()
+                if (scope is None or e.partition[0] == scope) and (where is None or where(e.payload))
+            ]
             for entry_id in ids:
                 self._remove(entry_id)
             return len(ids)

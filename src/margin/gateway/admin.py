@@ -21,6 +21,7 @@ from ..errors import MarginError
 from ..keys import new_virtual_key
 from ..store.base import GROUP_BY_CHOICES, VirtualKey
 from .backends.health import BackendDown
+from .caching import clear_caches
 from .errors import GatewayError, render_error
 from .state import Gateway
 
@@ -203,10 +204,11 @@ def admin_routes(gw: Gateway) -> list[Route]:
         for name, value in body.items():
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"'{name}' must be a string")
-        cleared = await gw.exact_cache.clear(
-            route=body.get("route"), partition=body.get("scope"), key_prefix=body.get("prefix")
+        exact, semantic = await clear_caches(
+            gw, route=body.get("route"), partition=body.get("scope"), key_prefix=body.get("prefix")
         )
-        return _json({"cleared": cleared, "remaining": await gw.exact_cache.count()})
+        remaining = await gw.exact_cache.count()
+        return _json({"cleared": exact + semantic, "exact": exact, "semantic": semantic, "remaining": remaining})
 
     async def alerts(request: Request) -> Response:
         found = await asyncio.to_thread(gw.ledger.alerts, limit=200)

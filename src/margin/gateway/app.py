@@ -432,7 +432,15 @@ def create_app(gw: Gateway) -> _FastRoutes:
             cache = gw.semantic_caches.get(str(hit.decisions.get("lever")))
             semantic = hit.decisions.get("semantic") or {}
             if cache is not None and isinstance(semantic.get("entry"), int):
-                cache.report(semantic["entry"], correct=correct, similarity=semantic.get("similarity"))
+                if gw.semantic_shared is not None:  # decided in Redis, adopted by every instance
+                    await gw.semantic_shared.report(
+                        str(hit.decisions.get("lever")),
+                        semantic["entry"],
+                        correct=correct,
+                        similarity=semantic.get("similarity"),
+                    )
+                else:
+                    cache.report(semantic["entry"], correct=correct, similarity=semantic.get("similarity"))
             return _json({"request_id": body["request_id"], "recorded": cache is not None, "correct": correct})
         except GatewayError as exc:
             return _error_response(exc, "openai")
@@ -476,7 +484,9 @@ def create_app(gw: Gateway) -> _FastRoutes:
         if gw.redis is not None:
             gauges["margin_backend_up"] = 0.0 if gw.redis.health.down else 1.0
             gauges["margin_backend_pending_settles"] = float(gw.counters.pending_settles)  # type: ignore[attr-defined]
-        text = gw.metrics.render(budgets=budgets, gauges=lambda: gauges)
+        semantic = {(name,): float(len(cache)) for name, cache in gw.semantic_caches.items()}
+        synced = dict(gw.semantic_shared.synced) if gw.semantic_shared is not None else {}
+        text = gw.metrics.render(budgets=budgets, gauges=lambda: gauges, semantic=semantic, synced=synced)
         return Response(text, media_type="text/plain; version=0.0.4")
 
     async def task_outcome(request: Request) -> Response:

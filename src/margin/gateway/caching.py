@@ -24,7 +24,15 @@ from .pipeline import CallContext, normalize
 from .replay import replay_anthropic, replay_openai
 from .state import Gateway
 
-__all__ = ["CacheDecision", "SemanticState", "decide_cache", "semantic_lookup", "serve_hit", "store_answer"]
+__all__ = [
+    "CacheDecision",
+    "SemanticState",
+    "clear_caches",
+    "decide_cache",
+    "semantic_lookup",
+    "serve_hit",
+    "store_answer",
+]
 
 
 @dataclass(frozen=True)
@@ -140,11 +148,19 @@ async def store_answer(
         return False
     if decision.semantic is not None:
         sem = decision.semantic
-        entry = CacheEntry(body, usage.output_tokens, decision.lever or "", served_model, 0.0, 0.0, 0)
-        # Off the event loop; the response does not wait for it.
-        task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(sem.cache.store, sem.partition, sem.fingerprint, sem.text, entry, vector=sem.vector)
-        )
+        lever = decision.lever or ""
+        entry = CacheEntry(body, usage.output_tokens, lever, served_model, 0.0, 0.0, 0, key=decision.key)
+        # Off the event loop; the response does not wait for it. With Redis, stored there and announced to
+        # the other instances (gateway/backends/redis_semantic.py; it never raises).
+        if gw.semantic_shared is not None:
+            work: Any = gw.semantic_shared.store(
+                lever, sem.partition, sem.fingerprint, sem.text, entry, vector=sem.vector
+            )
+        else:
+            work = asyncio.to_thread(
+                sem.cache.store, sem.partition, sem.fingerprint, sem.text, entry, vector=sem.vector
+            )
+        task = asyncio.get_running_loop().create_task(work)
         gw.background_tasks.add(task)  # referenced until done: an unreferenced task may be collected
         task.add_done_callback(gw.background_tasks.discard)
     return await gw.exact_cache.put(
@@ -156,6 +172,22 @@ async def store_answer(
         served_model=served_model,
         ttl_seconds=decision.ttl_seconds,
     )
+
+
+async def clear_caches(
+    gw: Gateway, *, route: str | None = None, partition: str | None = None, key_prefix: str | None = None
+) -> tuple[int, int]:
+    """``margin cache clear`` / ``POST /v1/margin/cache/clear``: (exact, semantic) entries dropped, in every
+    instance when the caches live in Redis. A key prefix matches a semantic entry by the cache key of the
+    request that stored it."""
+    exact = await gw.exact_cache.clear(route=route, partition=partition, key_prefix=key_prefix)
+    if gw.semantic_shared is not None:
+        semantic = await gw.semantic_shared.clear(route=route, partition=partition, key_prefix=key_prefix)
+    else:
+        from .backends.memory import clear_semantic
+
+        semantic = clear_semantic(gw.semantic_caches, route=route, partition=partition, key_prefix=key_prefix)
+    return exact, semantic
 
 
 async def serve_hit(gw: Gateway, ctx: CallContext, decision: CacheDecision) -> tuple[bytes, dict[str, str], bool]:

@@ -76,9 +76,18 @@ class GatewayMetrics:
         if event.avoided_cost:
             self.avoided[(model,)] += float(event.avoided_cost)
 
-    def render(self, *, budgets: Iterable[tuple[str, str, float]] = (), gauges: Callable[[], dict[str, float]]) -> str:
+    def render(
+        self,
+        *,
+        budgets: Iterable[tuple[str, str, float]] = (),
+        gauges: Callable[[], dict[str, float]],
+        semantic: dict[tuple[str], float] | None = None,
+        synced: dict[tuple[str, str], int] | None = None,
+    ) -> str:
         """The exposition text. ``budgets``: (budget name, scope value, utilization 0..) at scrape time;
-        ``gauges``: name -> value of process gauges (ledger queue, open reservations, ...)."""
+        ``gauges``: name -> value of process gauges (ledger queue, open reservations, ...); ``semantic``:
+        (lever route,) -> entries in this process's semantic cache; ``synced``: (lever route, op) -> changes
+        of other instances applied here (with Redis)."""
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str, label_names: tuple[str, ...], values: dict) -> None:
@@ -129,6 +138,22 @@ class GatewayMetrics:
                 "Shared-backend outages and the requests they affected (refused, unenforced, ...).",
                 ("backend", "outcome"),
                 self.backend,
+            )
+        if semantic:
+            family(
+                "margin_semantic_cache_entries",
+                "gauge",
+                "Entries in this process's semantic cache, by lever route.",
+                ("route",),
+                semantic,
+            )
+        if synced:
+            family(
+                "margin_semantic_cache_synced_total",
+                "counter",
+                "Semantic-cache changes of other instances applied here (store, feedback, drop, clear), via Redis.",
+                ("route", "op"),
+                synced,
             )
         bounded = {(b, self._bounded("budget_scope", s)): u for b, s, u in budgets}
         family(

@@ -241,7 +241,21 @@ def openapi_spec(version: str) -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"200": _ok({"type": "object", "required": ["cleared"]}), **_ADMIN_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            {
+                                "type": "object",
+                                "required": ["cleared"],
+                                "properties": {
+                                    "cleared": {"type": "integer"},
+                                    "exact": {"type": "integer"},
+                                    "semantic": {"type": "integer"},
+                                    "remaining": {"type": ["integer", "null"]},
+                                },
+                            }
+                        ),
+                        **_ADMIN_ERRORS,
+                    },
                 }
             },
             "/v1/margin/tasks/{task_id}/outcome": {

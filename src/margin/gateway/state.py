@@ -111,6 +111,9 @@ class Gateway:
     exact_cache: Any = field(default_factory=LocalExactCache)
     # One semantic cache per lever route that has one (each has its own threshold); one embedder shared.
     semantic_caches: dict[str, Any] = field(default_factory=dict)
+    # With Redis: the semantic caches' entries shared by every instance (backends/redis_semantic.py): stores,
+    # feedback and clears go through it; lookups stay on the local caches above. None in one process.
+    semantic_shared: Any = None
     background_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # Context-lever summaries by the content of the turns they replace (insertion order = eviction order).
     summary_cache: dict[str, str] = field(default_factory=dict)
@@ -156,10 +159,14 @@ class Gateway:
         if self.redis is not None:
             await self.counters.start()  # type: ignore[attr-defined]
             await self.breaker.apply_rebuild()  # breaker windows from the ledger, where no instance keeps one
+            if self.semantic_shared is not None:
+                await self.semantic_shared.start()  # the live entries, before the first request
             await self.redis.health.flush_alerts()
 
     async def aclose(self) -> None:
         if self.redis is not None:
+            if self.semantic_shared is not None:
+                await self.semantic_shared.aclose()
             await self.counters.aclose()  # type: ignore[attr-defined]
             await self.redis.aclose()
         if self.spans is not None:
@@ -277,9 +284,9 @@ def build_gateway(
         master_key=master,
         exact_cache=LocalExactCache(ExactCache(max_entries=gw.cache_max_entries, max_bytes=gw.cache_max_bytes)),
     )
+    gateway.semantic_caches = semantic_caches
     if gw.redis_url:
         _use_redis(gateway)
-    gateway.semantic_caches = semantic_caches
     gateway.alerts = config.insights.alerts if config.insights.alerts.enabled else None
     gateway.alert_rules = config.insights.alerts
     gateway.retention_rules = redaction_rules(gw.prompt_retention)
@@ -291,7 +298,8 @@ def build_gateway(
 
 
 def _use_redis(gateway: Gateway) -> None:
-    """Budget counters, rate limits, breakers and the exact cache in Redis (gateway.redis_url)."""
+    """Budget counters, rate limits, breakers, the exact cache and the semantic caches' entries in Redis
+    (gateway.redis_url)."""
     try:
         import redis  # noqa: F401
     except ImportError:
@@ -338,6 +346,10 @@ def _use_redis(gateway: Gateway) -> None:
     gateway.rate_limiter = RedisRateLimits(backend, fallback=gateway.rate_limiter)
     gateway.breaker = RedisBreakers(backend, fallback=gateway.breaker)
     gateway.exact_cache = RedisExactCache(backend)
+    if gateway.semantic_caches:
+        from .backends.redis_semantic import RedisSemanticCaches
+
+        gateway.semantic_shared = RedisSemanticCaches(backend, gateway.semantic_caches)
 
 
 def ledger_spend(ledger: MeteringLedger, rule: BudgetConfig, value: str, now: datetime) -> Decimal:

@@ -12,7 +12,7 @@ from typing import Any
 from ...cache._exact import CacheEntry, ExactCache
 from ...policy.limits import BreakerDecision, RateLimiter, SpendBreaker
 
-__all__ = ["LocalBreakers", "LocalExactCache", "LocalRateLimits", "RateCheck"]
+__all__ = ["LocalBreakers", "LocalExactCache", "LocalRateLimits", "RateCheck", "clear_semantic"]
 
 RateCheck = tuple[str, str, int | None, int | None]  # rule name, scope value, requests/min, tokens/min
 
@@ -90,3 +90,19 @@ class LocalExactCache:
 
     async def count(self) -> int | None:
         return len(self.local)
+
+
+def clear_semantic(
+    caches: dict[str, Any], *, route: str | None = None, partition: str | None = None, key_prefix: str | None = None
+) -> int:
+    """Drop the semantic-cache entries (of the lever routes' SemanticCaches) matching every given filter, the
+    exact cache's filters: a key prefix matches the cache key (prompt hash) of the request that stored the
+    answer. Returns how many."""
+    where = None
+    if key_prefix is not None:
+        prefix = key_prefix
+
+        def where(answer: Any) -> bool:
+            return str(getattr(answer, "key", "")).startswith(prefix)
+
+    return sum(cache.clear(partition, where=where) for name, cache in caches.items() if route in (None, name))
