@@ -11,59 +11,27 @@ on; see tests/pg_server.py) or on ``--postgres-url``'s server (a new database th
 in statements of 10,000 rows (the rollup trigger runs once per statement), then ``PostgresLedger.overview`` and
 ``spend`` are timed the same way.
 
-Events are inserted with executemany in transactions of 10,000 (the gateway's writer batches smaller, but
-the trigger's per-row work is the same); 40 tag sets x 6 models x 720 hours give ~170k rollup rows at most.
-Prints a Markdown table.
+The events and how they are written: bench/ledger_fill.py (shared with bench/dashboard/run.py). SQLite: executemany
+in transactions of 10,000 (the gateway's writer batches smaller, but the trigger's per-row work is the same); 40 tag
+sets x 6 models x 2 statuses x 720 hours give 345,600 rollup rows at most. Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from pathlib import Path
 
-from margin.store._rows import _EVENT_COLUMNS, _INSERT_EVENT, _event_row
-from margin.store.sqlite import SQLiteLedger
-from margin.usage import UsageEvent
-
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
 
-START = datetime(2026, 11, 1, tzinfo=UTC)
-MODELS = ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-6", "claude-haiku-4-5", "gpt-4.1", "text-embedding-3-small"]
+from ledger_fill import START, fill_postgres, fill_sqlite, new_postgres_database, start_postgres  # noqa: E402
 
-
-def rows(n: int, seed: int):
-    rng = random.Random(seed)
-    teams = [f"team-{i}" for i in range(10)]
-    features = ["search", "chat", "summary", "agent"]
-    for i in range(n):
-        when = START + timedelta(seconds=rng.randrange(0, 30 * 86400))
-        cost = Decimal(rng.randrange(1, 5_000_000)) / Decimal(10**9)
-        yield _event_row(
-            UsageEvent(
-                event_id=f"{i:012d}",
-                request_id=f"{i:012d}",
-                attempt=0,
-                started_at=when,
-                finished_at=when,
-                status="ok" if rng.random() < 0.95 else "upstream_error",
-                endpoint="chat.completions",
-                requested_model="m",
-                served_model=rng.choice(MODELS),
-                tags={"team": rng.choice(teams), "feature": rng.choice(features)},
-                input_tokens=rng.randrange(10, 4000),
-                output_tokens=rng.randrange(1, 800),
-                list_cost=cost,
-                effective_cost=cost,
-            )
-        )
+from margin.store.sqlite import SQLiteLedger  # noqa: E402
 
 
 def time_reads(ledger, events: int) -> tuple[float, float]:
@@ -91,53 +59,22 @@ def print_table(what: str, events: int, rollup_rows: int, write_s: float, overvi
 
 
 def run_postgres(events: int, url: str | None) -> None:
-    import psycopg
-
     from margin.store.postgres import PostgresLedger
 
     server = None
     if url is None:
-        sys.path.insert(0, str(REPO))
-        from tests.pg_server import start_server
-
-        server = start_server(fsync=True, settings=("shared_buffers=1GB", "work_mem=64MB", "max_wal_size=4GB"))
+        server = start_postgres()
         url = server.url()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS margin_insights_bench")
-        conn.execute("CREATE DATABASE margin_insights_bench")
-    url = url.rsplit("/", 1)[0] + "/margin_insights_bench"
     try:
-        PostgresLedger(url).close()  # the real schema, every migration
-        copy_sql = f"COPY usage_events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
-        with psycopg.connect(url) as conn:
-            conn.execute("SELECT margin_ensure_month_partition(%s)", (START,))
-            conn.commit()
-            started = time.perf_counter()
-            batch: list[tuple] = []
-            for row in rows(events, seed=1):
-                batch.append(row)
-                if len(batch) == 10_000:
-                    with conn.cursor().copy(copy_sql) as copy:
-                        for item in batch:
-                            copy.write_row(item)
-                    conn.commit()
-                    batch.clear()
-            if batch:
-                with conn.cursor().copy(copy_sql) as copy:
-                    for item in batch:
-                        copy.write_row(item)
-                conn.commit()
-            write_s = time.perf_counter() - started
-            conn.autocommit = True
-            conn.execute("VACUUM ANALYZE")  # autovacuum's job in production; the timings below assume it ran
-            (rollup_rows,) = conn.execute("SELECT COUNT(*) FROM rollup_hourly").fetchone()  # type: ignore[misc]
-            (size,) = conn.execute("SELECT pg_database_size(current_database())").fetchone()  # type: ignore[misc]
+        url = new_postgres_database(url, "margin_insights_bench")
+        filled = fill_postgres(url, events)
         ledger = PostgresLedger(url)
         try:
             overview_s, raw_s = time_reads(ledger, events)
         finally:
             ledger.close()
-        print_table(f"PostgreSQL ledger ({size / 1e6:,.0f} MB)", events, rollup_rows, write_s, overview_s, raw_s)
+        what = f"PostgreSQL ledger ({filled.size_bytes / 1e6:,.0f} MB)"
+        print_table(what, events, filled.rollup_rows, filled.write_s, overview_s, raw_s)
     finally:
         if server is not None:
             server.destroy()
@@ -154,34 +91,14 @@ def main() -> None:
         run_postgres(a.events, a.postgres_url)
         return
     path = a.keep or Path(tempfile.mkdtemp(prefix="margin-insights-bench-")) / "ledger.db"
-    SQLiteLedger(path).close()  # the real schema, every migration
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    started = time.perf_counter()
-    batch = []
-    for row in rows(a.events, seed=1):
-        batch.append(row)
-        if len(batch) == 10_000:
-            conn.execute("BEGIN")
-            conn.executemany(_INSERT_EVENT, batch)
-            conn.execute("COMMIT")
-            batch.clear()
-    if batch:
-        conn.execute("BEGIN")
-        conn.executemany(_INSERT_EVENT, batch)
-        conn.execute("COMMIT")
-    write_s = time.perf_counter() - started
-    (rollup_rows,) = conn.execute("SELECT COUNT(*) FROM rollup_hourly").fetchone()
-    conn.close()
-
+    filled = fill_sqlite(path, a.events)
     ledger = SQLiteLedger(path)
     try:
         overview_s, raw_s = time_reads(ledger, a.events)
     finally:
         ledger.close()
     size = path.stat().st_size / 1e6
-    print_table(f"Ledger {path} ({size:,.0f} MB)", a.events, rollup_rows, write_s, overview_s, raw_s)
+    print_table(f"Ledger {path} ({size:,.0f} MB)", a.events, filled.rollup_rows, filled.write_s, overview_s, raw_s)
 
 
 if __name__ == "__main__":

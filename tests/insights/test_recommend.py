@@ -387,3 +387,51 @@ def test_usage_events_are_accepted_like_rows():
     (rec,) = cheaper_model(events, price=price, period_days=PERIOD, cheap_model="small", expensive_models=["big"])
     # 25 x 0.0054 = 0.135 -> x 3 = 0.405.
     assert rec.estimated_monthly_saving == D("0.405000")
+
+
+def test_recommend_parses_once_and_answers_as_each_rule_on_the_raw_rows(catalog):
+    """recommend() parses the rows once and hands the parsed rows to every rule: the answers must be exactly
+    what each rule gives on the raw rows (ledger mappings, and the same rows as UsageEvents)."""
+    price = catalog_pricer(catalog, AT)
+    rows = messy_ledger() + [row(route="faq", input_tokens=600) for _ in range(30)]
+    hashes = {r["event_id"]: ("same" if r["route"] == "faq" else r["event_id"]) for r in rows}
+    events = [
+        UsageEvent(
+            event_id=r["event_id"],
+            request_id=r["request_id"],
+            attempt=0,
+            started_at=datetime.fromisoformat(r["finished_at"]),
+            finished_at=datetime.fromisoformat(r["finished_at"]),
+            status="ok",
+            endpoint="chat.completions",
+            requested_model=r["requested_model"],
+            served_model=r["served_model"],
+            provider=r["provider"],
+            input_tokens=r["input_tokens"],
+            output_tokens=r["output_tokens"],
+            effective_cost=D(r["effective_cost"]),
+            route=r["route"],
+            max_tokens=r["max_tokens"],
+        )
+        for r in rows
+    ]
+    for data in (rows, events):
+        kw = dict(price=price, period_days=PERIOD)
+        expected = (
+            cheaper_model(data, **kw, cheap_model="gpt-4o-mini", expensive_models=["gpt-4o"])
+            + cache_candidates(data, period_days=PERIOD, prompt_hashes=hashes)
+            + context_bloat(data, **kw)
+            + max_tokens_issues(data, **kw, default_max_tokens=4096)
+            + self_hosting(data, period_days=PERIOD, gpu_hourly=D(0), gpu_hours=0, breakeven_tokens_per_month=1_000)
+        )
+        found = recommend(
+            data,
+            **kw,
+            cheap_model="gpt-4o-mini",
+            expensive_models=["gpt-4o"],
+            prompt_hashes=hashes,
+            default_max_tokens=4096,
+            breakeven_tokens_per_month=1_000,
+        )
+        assert found == sorted(expected, key=lambda r: (-r.estimated_monthly_saving, r.kind, r.title))
+        assert {r.kind for r in found} >= {"cheaper_model", "cache_repeats", "context_bloat", "max_tokens_capped"}

@@ -153,12 +153,6 @@ class _Row:
         )
 
 
-def _get(row: Any, name: str, default: Any = None) -> Any:
-    if isinstance(row, Mapping):
-        return row.get(name, default)
-    return getattr(row, name, default)
-
-
 def _json_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return dict(value)
@@ -194,30 +188,43 @@ def _money(value: Any) -> Decimal:
 
 
 def _rows(rows: Iterable[Any]) -> list[_Row]:
+    """Ledger rows (mappings as read from SQLite, UsageEvents, or rows this function already parsed) as
+    :class:`_Row`, in one deterministic order."""
     out = []
     for row in rows:
-        max_tokens = _get(row, "max_tokens")
+        if isinstance(row, _Row):  # parsed already: recommend() parses once for every rule
+            out.append(row)
+            continue
+        # One type check per row, not per field (isinstance against Mapping is an ABC check).
+        if isinstance(row, Mapping):
+            get = row.get
+        else:
+
+            def get(name: str, default: Any = None, _row: Any = row) -> Any:
+                return getattr(_row, name, default)
+
+        max_tokens = get("max_tokens")
         out.append(
             _Row(
-                event_id=str(_get(row, "event_id", "")),
-                finished_at=_when(_get(row, "finished_at")),
-                status=str(_get(row, "status", "ok")),
-                model=str(_get(row, "served_model") or _get(row, "requested_model") or ""),
-                route=_get(row, "route"),
-                provider=_get(row, "provider"),
-                tags=_json_dict(_get(row, "tags")),
-                task_id=_get(row, "task_id"),
-                attempt=_int(_get(row, "attempt")),
-                input_tokens=_int(_get(row, "input_tokens")),
-                cache_read_tokens=_int(_get(row, "cache_read_tokens")),
-                cache_write_tokens=_int(_get(row, "cache_write_tokens")),
-                output_tokens=_int(_get(row, "output_tokens")),
-                effective_cost=_money(_get(row, "effective_cost")),
-                avoided_cost=_money(_get(row, "avoided_cost")),
+                event_id=str(get("event_id", "")),
+                finished_at=_when(get("finished_at")),
+                status=str(get("status", "ok")),
+                model=str(get("served_model") or get("requested_model") or ""),
+                route=get("route"),
+                provider=get("provider"),
+                tags=_json_dict(get("tags")),
+                task_id=get("task_id"),
+                attempt=_int(get("attempt")),
+                input_tokens=_int(get("input_tokens")),
+                cache_read_tokens=_int(get("cache_read_tokens")),
+                cache_write_tokens=_int(get("cache_write_tokens")),
+                output_tokens=_int(get("output_tokens")),
+                effective_cost=_money(get("effective_cost")),
+                avoided_cost=_money(get("avoided_cost")),
                 max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
-                cache=_get(row, "cache"),
-                decisions=_json_dict(_get(row, "decisions")),
-                endpoint=_get(row, "endpoint"),
+                cache=get("cache"),
+                decisions=_json_dict(get("decisions")),
+                endpoint=get("endpoint"),
             )
         )
     # One deterministic order whatever order the rows came in.
@@ -805,7 +812,7 @@ def recommend(
     """Every rule whose inputs are given (cheaper model needs ``cheap_model`` and ``expensive_models``; self-hosting
     needs ``gpu_hourly`` and ``gpu_hours``, or ``breakeven_tokens_per_month``), default thresholds, sorted by
     saving (largest first), then kind and title, so the order is deterministic."""
-    data = list(rows)
+    data = _rows(rows)  # parsed once; each rule takes the parsed rows as they are
     found: list[Recommendation] = []
     if cheap_model and expensive_models:
         found += cheaper_model(
