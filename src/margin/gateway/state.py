@@ -24,7 +24,7 @@ from ..policy.budgets import AppliedBudget, budget_spend, counter_name, period_s
 from ..policy.counters import CounterSeed, CounterStore, MemoryCounters, period_end
 from ..pricing import Catalog, Cost, TokenUsage, load_price_data
 from ..redact import RedactionRule, rules_from_config
-from ..store.base import MeteringLedger, VirtualKey
+from ..store.base import MeteringLedger, SpendRow, VirtualKey
 from ..store.location import ledger_location, open_ledger
 from ..tokens import encoding_for_model
 from ..usage import UsageEvent
@@ -411,9 +411,27 @@ def rebuild_counters(gateway: Gateway) -> None:
     # Keys' own budgets too: a restart must not hand a key a fresh allowance.
     key_rules = [rule for key in gateway.ledger.list_keys() if key.revoked_at is None for rule in key_budget_rules(key)]
     rules = [*gateway.config.budgets, *key_rules]
+
+    def spend(since: datetime, group_by: str | None) -> list[SpendRow]:
+        totals = gateway.ledger.effective_cost_by(since, group_by)
+        zero = Decimal(0)
+        return [
+            SpendRow(
+                group=group,
+                requests=0,
+                input_tokens=0,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                output_tokens=0,
+                list_cost=zero,
+                effective_cost=cost,
+            )
+            for group, cost in totals.items()
+        ]
+
     seeds = [
         CounterSeed(counter_name(rule, value, now), spent, period_end(rule.period, now))
-        for rule, value, spent in budget_spend(rules, lambda since, by: gateway.ledger.spend(since, None, by), now)
+        for rule, value, spent in budget_spend(rules, spend, now)
     ]
     gateway.counters.rebuild(seeds, [e.reservation_id for e in charged if e.reservation_id])
 

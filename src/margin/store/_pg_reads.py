@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..usage import UsageEvent
-from ._rows import _EVENT_COLUMNS, _KEY_COLUMNS, _RESERVATION_COLUMNS, _tag_path, _ts, from_nanos
+from ._rows import _EVENT_COLUMNS, _KEY_COLUMNS, _RESERVATION_COLUMNS, _on_the_hour, _tag_path, _ts, from_nanos
 from .base import GROUP_BY_CHOICES, Alert, Reservation, SpendRow, VirtualKey
 
 
@@ -175,9 +175,12 @@ class PostgresReads:
         served_model: str | None = None,
     ) -> Decimal:
         """Effective cost since ``since`` matching every filter, summed as integer nano-dollars (each event rounded
-        half-even to the nano, as on SQLite). Tag filters are one ``@>`` containment (the GIN index)."""
+        half-even to the nano, as on SQLite). Tag filters are one ``@>`` containment (the GIN index). From
+        ``since`` on the hour and without a key filter, read from the hourly rollups: the same total (see the
+        SQLite ledger's method)."""
         _ts(since, "since")
-        clauses, params = ["finished_at >= %s"], [since]
+        rollups = key_id is None and _on_the_hour(since)
+        clauses, params = ["hour >= %s" if rollups else "finished_at >= %s"], [since]
         if key_id is not None:
             clauses.append("key_id = %s")
             params.append(key_id)
@@ -191,9 +194,15 @@ class PostgresReads:
         if served_model is not None:
             clauses.append("served_model = %s")
             params.append(served_model)
-        sql = f"SELECT COALESCE(SUM(effective_cost_nanos), 0) FROM usage_events{self._where(clauses)}"
+        table = "rollup_hourly" if rollups else "usage_events"
+        sql = f"SELECT COALESCE(SUM(effective_cost_nanos), 0) FROM {table}{self._where(clauses)}"
         ((total,),) = self._fetch(sql, params)
         return from_nanos(int(total))
+
+    def effective_cost_by(self, since: datetime, group_by: str | None = None) -> dict[str | None, Decimal]:
+        """The exact effective cost per group since ``since``: PostgreSQL sums the NUMERIC column in the server
+        (2.75 s for two budgets on a 1M-event month), so this is :meth:`spend`'s column."""
+        return {row.group: row.effective_cost for row in self.spend(since, None, group_by)}
 
     def daily_spend(
         self, since: datetime | None, until: datetime | None, group_by: str | None = None

@@ -101,6 +101,12 @@ def _ts(value: datetime, what: str) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _on_the_hour(value: datetime) -> bool:
+    """True when ``value`` starts an hour (UTC): the hourly rollups then cover exactly the events from it on."""
+    utc = value.astimezone(UTC)
+    return utc.minute == 0 and utc.second == 0 and utc.microsecond == 0 and value.utcoffset() is not None
+
+
 def _opt_ts(value: datetime | None, what: str) -> str | None:
     return None if value is None else _ts(value, what)
 

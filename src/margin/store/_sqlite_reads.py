@@ -16,15 +16,18 @@ from ..usage import UsageEvent
 from ._rows import (
     _SELECT_EVENT,
     _SELECT_RESERVATION,
+    _SUM_CONTEXT,
     _event_from_row,
     _from_ts,
     _group_sql,
+    _on_the_hour,
     _reservation_from_row,
     _tag_path,
     _ts,
     from_nanos,
 )
 from .base import Alert, Reservation, SpendRow
+from .migrations import SUB_NANO_COST
 
 __all__ = ["SQLiteReads"]
 
@@ -108,8 +111,19 @@ class SQLiteReads:
     ) -> Decimal:
         """Effective cost of the events finished at or after ``since`` matching every filter given, summed
         exactly in SQL as integer nano-dollars (each event rounded half-even to the nano) and converted back.
-        This is what the gateway rebuilds its budget counters from at start-up."""
-        clauses, params = ["finished_at >= ?"], [_ts(since, "since")]
+        This is what the gateway rebuilds its budget counters from at start-up.
+
+        From ``since`` on the hour (every budget period starts on one) and without a key filter, the same sum is
+        read from the hourly rollups: they hold the same per-event nanos summed by hour, model, status and the
+        whole tag set, so the total is identical, and it reads one row per cell instead of one per event (a
+        budget over a 1M-event month: ~11 s from the events, well under a second from the rollups)."""
+        stamp = _ts(since, "since")
+        if key_id is None and _on_the_hour(since):
+            clauses, params = ["hour >= ?"], [stamp[:13]]
+            table = "rollup_hourly"
+        else:
+            clauses, params = ["finished_at >= ?"], [stamp]
+            table = "usage_events"
         if key_id is not None:
             clauses.append("key_id = ?")
             params.append(key_id)
@@ -119,10 +133,54 @@ class SQLiteReads:
         if served_model is not None:
             clauses.append("served_model = ?")
             params.append(served_model)
-        sql = f"SELECT COALESCE(SUM(effective_cost_nanos), 0) FROM usage_events WHERE {' AND '.join(clauses)}"
+        sql = f"SELECT COALESCE(SUM(effective_cost_nanos), 0) FROM {table} WHERE {' AND '.join(clauses)}"
         with self._reader() as conn:
             (total,) = conn.execute(sql, params).fetchone()
         return from_nanos(int(total))
+
+    def effective_cost_by(self, since: datetime, group_by: str | None = None) -> dict[str | None, Decimal]:
+        """Exact effective cost per group of the events finished at or after ``since`` (what :meth:`spend`
+        gives as ``effective_cost``, without the other columns): what the gateway rebuilds its budget counters
+        from at start-up.
+
+        From ``since`` on the hour, grouped by anything the hourly rollups keep (a tag, the model, the status),
+        the sum is the rollups' nano-dollars plus, exactly, what the per-event rounding to the nano took from
+        the few events whose cost is not a whole number of nanos (their text has more than nine decimals or
+        an exponent; a partial index holds just those, m012). That reads rollup rows and a few events instead
+        of parsing a Decimal per event in Python: ~9 s per budget on a 1M-event month before. Anything else:
+        :meth:`spend`."""
+        rollup_group: str | None
+        if group_by is None:
+            rollup_group, params = "NULL", []
+        elif group_by == "model":
+            rollup_group, params = "NULLIF(served_model, '')", []
+        elif group_by == "status":
+            rollup_group, params = "status", []
+        elif group_by in ("user", "team", "project", "feature") or group_by.startswith("tag:"):
+            rollup_group, params = _group_sql(group_by)
+        else:
+            rollup_group, params = None, []
+        if rollup_group is None or not _on_the_hour(since):
+            return {row.group: row.effective_cost for row in self.spend(since, None, group_by)}
+        stamp = _ts(since, "since")
+        event_group, event_params = _group_sql(group_by)
+        with self._reader() as conn:
+            sums = conn.execute(
+                f"SELECT {rollup_group} AS grp, SUM(effective_cost_nanos) FROM rollup_hourly WHERE hour >= ? "
+                "GROUP BY grp",
+                [*params, stamp[:13]],
+            ).fetchall()
+            fractional = conn.execute(
+                f"SELECT {event_group}, effective_cost, effective_cost_nanos FROM usage_events "
+                f"INDEXED BY usage_events_sub_nano WHERE finished_at >= ? AND {SUB_NANO_COST}",
+                [*event_params, stamp],
+            ).fetchall()
+        totals = {None if grp is None else str(grp): from_nanos(int(nanos)) for grp, nanos in sums}
+        for grp, text, nanos in fractional:  # exact: the ledger's own summing context (_rows._SUM_CONTEXT)
+            name = None if grp is None else str(grp)
+            rounding_taken = _SUM_CONTEXT.subtract(Decimal(text), from_nanos(int(nanos)))
+            totals[name] = _SUM_CONTEXT.add(totals.get(name, Decimal(0)), rounding_taken)
+        return totals
 
     def daily_spend(
         self, since: datetime | None, until: datetime | None, group_by: str | None = None

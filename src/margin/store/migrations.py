@@ -54,6 +54,13 @@ class Dialects:
 
 Migration = tuple[str, "str | Dialects"]
 
+# An event's effective cost text that may not be a whole number of nano-dollars (SQLite): the condition of the
+# m012 partial index, and of the queries that use it (they must repeat it word for word). Never change it.
+SUB_NANO_COST = (
+    "(effective_cost LIKE '%E%' OR effective_cost LIKE '%e%' "
+    "OR (instr(effective_cost, '.') > 0 AND length(effective_cost) - instr(effective_cost, '.') > 9))"
+)
+
 
 def migration_sql(migration: Migration, dialect: Dialect) -> str:
     """The script of ``migration`` for ``dialect`` (a plain string serves both)."""
@@ -576,6 +583,23 @@ MIGRATIONS: list[Migration] = [
         );
         CREATE INDEX retained_prompts_created_at ON retained_prompts (created_at);
         CREATE INDEX retained_prompts_hash ON retained_prompts (prompt_hash);
+        """,
+        ),
+    ),
+    (
+        # Events whose cost is not a whole number of nano-dollars (more than nine decimals, or an exponent in
+        # the Decimal text): few, indexed apart, so that an exact sum can be read as the rollups' nanos plus
+        # these events' sub-nano remainders (SQLiteReads.effective_cost_by) without visiting every event.
+        # PostgreSQL sums its NUMERIC column in the server and needs no such index. Likewise the events that
+        # belong to a task, by time: a month's task costs without walking the month's events (the tasks page).
+        "m012_sub_nano_costs",
+        Dialects(
+            sqlite=f"""
+        CREATE INDEX usage_events_sub_nano ON usage_events (finished_at) WHERE {SUB_NANO_COST};
+        CREATE INDEX usage_events_task_finished ON usage_events (finished_at) WHERE task_id IS NOT NULL;
+        """,
+            postgres="""
+        SELECT 1;
         """,
         ),
     ),
