@@ -12,7 +12,7 @@ import pytest
 
 from margin.config import PricesConfig
 from margin.dashboard._data import period_of
-from margin.dashboard._reads import PAGES, Sources, read_page
+from margin.dashboard._reads import PAGES, Sources, day_totals, read_page
 from margin.gateway.config import BudgetConfig
 from margin.pricing import Catalog, load_price_data
 from margin.store.sqlite import SQLiteLedger
@@ -113,6 +113,15 @@ def test_overview_numbers_are_the_ledgers(ledger, sources):
     assert drivers[("team", "web")] == Decimal("0.25") and drivers[("project", "search")] == Decimal("0.03")
     assert drivers[("project", None)] == Decimal("0.25")  # web's spend carries no project tag
     assert page.forecast is not None and page.forecast.spent == Decimal("0.28")
+
+
+def test_day_totals_of_a_grouping_are_the_daily_totals(ledger):
+    """The overview derives the daily totals from a grouped read; they must be the ledger's own totals."""
+    since, until = MONTH_START - timedelta(days=35), MONTH_START + timedelta(days=40)
+    totals = ledger.daily_rollup(since, until, None)
+    assert len(totals) == 2  # last month's day and this month's first
+    for by in ("team", "model", "project", "tag:feature"):
+        assert day_totals(ledger.daily_rollup(since, until, by)) == totals
 
 
 def test_breakdowns_and_tasks_are_the_ledgers(ledger, sources):

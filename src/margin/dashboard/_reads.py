@@ -99,7 +99,11 @@ def _overview(ledger: Any, period: Period, sources: Sources) -> Page:
     rows: list[Any] = []
     if period.is_current:
         since = start - FORECAST_HISTORY
-        daily = {scope: _daily(ledger, since, end, scope) for scope in scopes | {None}}
+        daily = {scope: _daily(ledger, since, end, scope) for scope in scopes if scope is not None}
+        # The daily total is the sum of any rollup grouping's days (every event is in exactly one group, None
+        # included): one scan of the rollups fewer (about a fifth of this page's time).
+        grouped = next((rows for scope, rows in daily.items() if scope != "key"), None)
+        daily[None] = day_totals(grouped) if grouped is not None else _daily(ledger, since, end, None)
         forecast = scope_forecasts(daily[None], period.now, None)[None]
         rows = budget_rows(daily, budgets, period.now)
     elif period.is_closed and budgets:
@@ -117,6 +121,14 @@ def _overview(ledger: Any, period: Period, sources: Sources) -> Page:
 
 # Budget scopes the hourly rollups can group by (their rollup_breakdown name); key budgets read the events.
 _ROLLUP_SCOPES = {"team": "team", "model": "model", "feature": "feature", "project": "tag:project", "user": "tag:user"}
+
+
+def day_totals(rows: list[tuple[str, str | None, Decimal]]) -> list[tuple[str, str | None, Decimal]]:
+    """``(day, None, total)`` per day from grouped ``(day, group, cost)`` rows, in day order."""
+    totals: dict[str, Decimal] = {}
+    for day, _group, cost in rows:
+        totals[day] = totals.get(day, Decimal(0)) + cost
+    return [(day, None, totals[day]) for day in sorted(totals)]
 
 
 def _daily(ledger: Any, since: Any, until: Any, by: str | None) -> list[tuple[str, str | None, Decimal]]:
