@@ -516,3 +516,33 @@ def test_daily_rollup_equals_daily_spend_from_the_events(ledger):
     for by in (None, "team", "model", "feature", "project", "user", "tag:team", "key"):
         rolled = sorted(ledger.daily_rollup(since, until, by), key=str)
         assert rolled == sorted(ledger.daily_spend(since, until, by), key=str) and rolled, by
+
+
+def test_several_breakdowns_from_one_scan_equal_each_breakdown(ledger):
+    """rollup_breakdowns (the dashboard overview's one read for several dimensions) gives, for each dimension,
+    exactly what rollup_breakdown gives alone: groups, counts, tokens, costs and order."""
+    tags = [{"team": "ml", "feature": "search", "project": "p1"}, {"team": "web", "project": "shop"}, {}]
+
+    async def write():
+        for n in range(60):
+            await ledger.write_event(
+                event(
+                    n,
+                    finished_at=T0 + timedelta(hours=5 * n),
+                    served_model=("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5")[n % 3],
+                    status=("ok", "cached")[n % 2],
+                    tags=tags[n % 3],
+                    effective_cost=Decimal(n) / 1000,
+                    list_cost=Decimal(n) / 500,
+                )
+            )
+
+    run(write())
+    since, until = T0, T0 + timedelta(days=20)
+    bys = ["tag:project", "feature", "team", "model", "status"]
+    together = ledger.rollup_breakdowns(since, until, bys)
+    for by in bys:
+        alone = ledger.rollup_breakdown(since, until, by)
+        assert together[by] == alone and alone, by
+    with pytest.raises(ValueError, match="day and week"):
+        ledger.rollup_breakdowns(since, until, ["week"])

@@ -87,11 +87,13 @@ def read_page(ledger: Any, name: str, period: Period, sources: Sources) -> Page:
 def _overview(ledger: Any, period: Period, sources: Sources) -> Page:
     start, end = period.start, period.end
     overview = ledger.overview(start, end)
+    # One scan of the month's rollups for both tag breakdowns (json_extract on each row is what costs).
+    tagged = ledger.rollup_breakdowns(start, end, ["tag:project", "feature"])
     dimensions = {
         "model": overview["by_model"],
         "team": overview["by_team"],
-        "project": ledger.rollup_breakdown(start, end, "tag:project"),
-        "feature": ledger.rollup_breakdown(start, end, "feature"),
+        "project": tagged["tag:project"],
+        "feature": tagged["feature"],
     }
     budgets = sources.month_budgets
     scopes = {None if b.scope == "global" else b.scope for b in budgets}

@@ -271,6 +271,41 @@ class PostgresReads:
 
         return {"total": _overview_row(None, total), **{name: rows(name) for name in breakdowns}}
 
+    def rollup_breakdowns(
+        self, since: datetime, until: datetime, bys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Several breakdowns (not ``day`` or ``week``) from ONE scan of the rollups (see
+        :meth:`SQLiteLedger.rollup_breakdowns`)."""
+        if not bys or any(by in ("day", "week") for by in bys):
+            raise ValueError("rollup_breakdowns takes one or more breakdowns other than day and week")
+        expressions = {"model": "served_model", "team": "team", "status": "status", "feature": "tags->>'feature'"}
+        groups: list[str] = []
+        params: list[Any] = []
+        for by in bys:
+            if by.startswith("tag:") and len(by) > 4:
+                _tag_path(by[4:])
+                groups.append("tags->>%s")
+                params.append(by[4:])
+            elif by in expressions:
+                groups.append(expressions[by])
+            else:
+                raise ValueError(f"break down by one of {', '.join(expressions)} or tag:NAME, not {by!r}")
+        columns = ", ".join(groups)
+        sql = (
+            f"SELECT {columns}, {_ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= %s AND hour < %s "
+            f"GROUP BY {', '.join(str(i + 1) for i in range(len(bys)))}"
+        )
+        cells = self._fetch(sql, [*params, _hour(since, "since"), _hour(until, "until")])
+        out: dict[str, list[dict[str, Any]]] = {}
+        for i, by in enumerate(bys):
+            sums: dict[Any, list[int]] = {}
+            for cell in cells:
+                acc = sums.setdefault(cell[i], [0] * 8)
+                for j, value in enumerate(cell[len(bys) :]):
+                    acc[j] += int(value or 0)
+            out[by] = _by_cost([_overview_row(group, values) for group, values in sums.items()])
+        return out
+
     def rollup_breakdown(self, since: datetime, until: datetime, by: str) -> list[dict[str, Any]]:
         """Spend by ``model``, ``team``, ``feature`` (or ``tag:NAME``), ``status``, ``day`` or ``week`` from the
         hourly rollups (see :meth:`SQLiteLedger.rollup_breakdown`; weeks are ``%Y-W%W`` of the day)."""

@@ -17,7 +17,7 @@ costs, tasks, the write path's state); :class:`~margin.store.sqlite.SQLiteLedger
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -264,6 +264,10 @@ class MeteringLedger(LedgerStore, Protocol):
     def overview(self, since: datetime, until: datetime) -> dict[str, Any]: ...
 
     def rollup_breakdown(self, since: datetime, until: datetime, by: str) -> list[dict[str, Any]]: ...
+
+    def rollup_breakdowns(
+        self, since: datetime, until: datetime, bys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]: ...
 
     def hourly_spend(
         self, since: datetime, until: datetime, group_by: str | None = None
