@@ -10,6 +10,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,6 +52,26 @@ class Instance:
     async def close(self) -> None:
         await self.shared.aclose()
         await self.backend.aclose()
+
+
+def run(coro: Any, timeout: float = 60.0) -> None:
+    """asyncio.run with a deadline: a hang fails the test (with every task's stack) instead of stalling CI."""
+
+    async def bounded() -> None:
+        try:
+            await asyncio.wait_for(coro, timeout)
+        except TimeoutError:
+            stacks = []
+            for task in asyncio.all_tasks():
+                frames, awaited = [], task.get_coro()
+                while awaited is not None and hasattr(awaited, "cr_frame"):  # the chain of awaits, outermost first
+                    if awaited.cr_frame is not None:
+                        frames.append(f"  {awaited.cr_frame.f_code.co_name} line {awaited.cr_frame.f_lineno}")
+                    awaited = awaited.cr_await
+                stacks.append(f"{task.get_name()}:\n" + "\n".join(frames))
+            raise AssertionError(f"the test did not finish in {timeout:g} s; tasks:\n" + "\n".join(stacks)) from None
+
+    asyncio.run(bounded())
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -118,7 +139,7 @@ def test_two_instances_share_entries_feedback_and_clears(redis_url) -> None:
             await a.close()
             await b.close()
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_a_starting_instance_loads_the_live_entries_and_expiry_applies(redis_url) -> None:
@@ -147,7 +168,7 @@ def test_a_starting_instance_loads_the_live_entries_and_expiry_applies(redis_url
             await a.close()
             await short.close()
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_a_redis_that_lost_its_data_or_its_log_is_reloaded(redis_url, redis_server) -> None:
@@ -157,8 +178,10 @@ def test_a_redis_that_lost_its_data_or_its_log_is_reloaded(redis_url, redis_serv
             first = await a.store(Q)
             await until(lambda: first in b.cache)
             # The log trimmed past B's position while B was not reading: B reloads what Redis holds.
-            b.shared._task.cancel()  # type: ignore[union-attr]
-            await asyncio.sleep(0.05)
+            tailer = b.shared._task
+            while tailer is not None and not tailer.done():  # until it has stopped (a cancel can be lost)
+                tailer.cancel()
+                await asyncio.wait({tailer}, timeout=1.0)
             b.shared._task = None
             second = await a.store("third")
             await a.backend.client.xtrim(a.shared.log_key, maxlen=0)
@@ -177,7 +200,7 @@ def test_a_redis_that_lost_its_data_or_its_log_is_reloaded(redis_url, redis_serv
             await a.close()
             await b.close()
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_while_redis_is_unreachable_the_local_copy_serves_and_nothing_is_shared(own_redis) -> None:
@@ -209,4 +232,4 @@ def test_while_redis_is_unreachable_the_local_copy_serves_and_nothing_is_shared(
             await a.close()
             await b.close()
 
-    asyncio.run(go())
+    run(go())

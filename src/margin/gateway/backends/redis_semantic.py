@@ -228,6 +228,7 @@ class RedisSemanticCaches:
         self._clears = 0  # clears applied so far (a store racing a clear checks it)
         self._storing: set[int] = set()  # ids this instance is storing: the log's message for them is skipped
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         backend.on_epoch_change.append(self._state_lost)
 
     # --- keys -------------------------------------------------------------------------------------------
@@ -253,11 +254,17 @@ class RedisSemanticCaches:
             self._task = asyncio.create_task(self._tail())
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        # The flag as well as the cancel: a cancellation that lands as a Redis reply arrives can be lost inside
+        # the client (seen once, under load: close then waited forever); the loop also stops on the flag, and
+        # the cancel is repeated until the task has ended.
+        self._closing = True
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()
         await self._tail_client.aclose()
         await self._tail_client.connection_pool.disconnect()
 
@@ -433,7 +440,7 @@ class RedisSemanticCaches:
 
     async def _tail(self) -> None:
         """Apply the log's changes as they come; reload when the log no longer reaches back to our position."""
-        while True:
+        while not self._closing:
             try:
                 if self._need_load:
                     await self._load()
