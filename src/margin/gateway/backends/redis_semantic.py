@@ -254,9 +254,9 @@ class RedisSemanticCaches:
             self._task = asyncio.create_task(self._tail())
 
     async def aclose(self) -> None:
-        # The flag as well as the cancel: a cancellation that lands as a Redis reply arrives can be lost inside
-        # the client (seen once, under load: close then waited forever); the loop also stops on the flag, and
-        # the cancel is repeated until the task has ended.
+        # The flag as well as the cancel: a test run under load once hung waiting for this task to end, most
+        # likely a cancellation lost as a Redis reply arrived; the loop also stops on the flag, and the cancel
+        # is repeated until the task has ended.
         self._closing = True
         task, self._task = self._task, None
         while task is not None and not task.done():
