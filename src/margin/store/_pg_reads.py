@@ -14,7 +14,19 @@ from decimal import Decimal
 from typing import Any
 
 from ..usage import UsageEvent
-from ._rows import _EVENT_COLUMNS, _KEY_COLUMNS, _RESERVATION_COLUMNS, _on_the_hour, _tag_path, _ts, from_nanos
+from ._rows import (
+    _EVENT_COLUMNS,
+    _KEY_COLUMNS,
+    _RESERVATION_COLUMNS,
+    ROLLUP_SUMS,
+    _on_the_hour,
+    _tag_path,
+    _ts,
+    by_cost,
+    from_nanos,
+    rollup_row,
+    sum_by_column,
+)
 from .base import GROUP_BY_CHOICES, Alert, Reservation, SpendRow, VirtualKey
 
 
@@ -28,10 +40,6 @@ PG_KEY_COLUMNS = ", ".join(_quote(c) for c in _KEY_COLUMNS)
 _SELECT_EVENT = f"SELECT {PG_EVENT_COLUMNS} FROM usage_events"
 _SELECT_RESERVATION = f"SELECT {PG_RESERVATION_COLUMNS} FROM reservations"
 _SELECT_KEY = f"SELECT {PG_KEY_COLUMNS} FROM keys"
-_ROLLUP_SUMS = (
-    "SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), "
-    "SUM(list_cost_nanos), SUM(effective_cost_nanos), SUM(avoided_cost_nanos)"
-)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -87,23 +95,24 @@ def key_from_pg(row: Sequence[Any]) -> VirtualKey:
     return VirtualKey(**values)
 
 
-def _overview_row(group: Any, sums: Sequence[Any]) -> dict[str, Any]:
-    requests, inp, cache_read, cache_write, out, list_nanos, eff_nanos, avoided_nanos = (int(v or 0) for v in sums)
-    return {
-        "group": group,
-        "requests": requests,
-        "input_tokens": inp,
-        "cache_read_tokens": cache_read,
-        "cache_write_tokens": cache_write,
-        "output_tokens": out,
-        "list_cost": from_nanos(list_nanos),
-        "effective_cost": from_nanos(eff_nanos),
-        "avoided_cost": from_nanos(avoided_nanos),
-    }
+_BREAKDOWNS = {
+    "model": "served_model",
+    "team": "team",
+    "status": "status",
+    "feature": "tags->>'feature'",
+    "day": "to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "week": "to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",  # days, summed into weeks by rollup_breakdown
+}
 
 
-def _by_cost(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda r: (-r["effective_cost"], str(r["group"])))
+def _breakdown_sql(by: str) -> tuple[str, list[Any]]:
+    """The rollup column expression (and its parameters) of a breakdown (see _sqlite_reads._breakdown_sql)."""
+    if by.startswith("tag:") and len(by) > 4:
+        _tag_path(by[4:])
+        return "tags->>%s", [by[4:]]
+    if by in _BREAKDOWNS:
+        return _BREAKDOWNS[by], []
+    raise ValueError(f"break down by one of {', '.join(_BREAKDOWNS)} or tag:NAME, not {by!r}")
 
 
 class PostgresReads:
@@ -250,26 +259,19 @@ class PostgresReads:
         served model, team, status and UTC day, from one scan grouped by (day, model, status, team)."""
         sql = (
             "SELECT to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD'), served_model, status, team, "
-            f"{_ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= %s AND hour < %s GROUP BY 1, 2, 3, 4"
+            f"{ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= %s AND hour < %s GROUP BY 1, 2, 3, 4"
         )
         cells = self._fetch(sql, [_hour(since, "since"), _hour(until, "until")])
-        zero = [0] * 8
-        total = list(zero)
-        breakdowns: dict[str, dict[Any, list[int]]] = {"by_model": {}, "by_team": {}, "by_status": {}, "by_day": {}}
-        for day, model, status, team, *sums in cells:
-            values = [int(v or 0) for v in sums]
-            for name, key in (("by_model", model), ("by_team", team), ("by_status", status), ("by_day", day)):
-                acc = breakdowns[name].setdefault(key, list(zero))
-                for i, v in enumerate(values):
-                    acc[i] += v
-            for i, v in enumerate(values):
-                total[i] += v
-
-        def rows(name: str) -> list[dict[str, Any]]:
-            found = [_overview_row(key, sums) for key, sums in breakdowns[name].items()]
-            return sorted(found, key=lambda r: r["group"]) if name == "by_day" else _by_cost(found)
-
-        return {"total": _overview_row(None, total), **{name: rows(name) for name in breakdowns}}
+        (by_day, by_model, by_status, by_team), total = sum_by_column(cells, 4)
+        day_rows = sorted((rollup_row(day, sums) for day, sums in by_day.items()), key=lambda r: r["group"])
+        return {
+            "total": rollup_row(None, total),
+            **{
+                name: by_cost([rollup_row(k, v) for k, v in sums.items()])
+                for name, sums in (("by_model", by_model), ("by_team", by_team), ("by_status", by_status))
+            },
+            "by_day": day_rows,
+        }
 
     def rollup_breakdowns(
         self, since: datetime, until: datetime, bys: Sequence[str]
@@ -278,67 +280,33 @@ class PostgresReads:
         :meth:`SQLiteLedger.rollup_breakdowns`)."""
         if not bys or any(by in ("day", "week") for by in bys):
             raise ValueError("rollup_breakdowns takes one or more breakdowns other than day and week")
-        expressions = {"model": "served_model", "team": "team", "status": "status", "feature": "tags->>'feature'"}
-        groups: list[str] = []
-        params: list[Any] = []
-        for by in bys:
-            if by.startswith("tag:") and len(by) > 4:
-                _tag_path(by[4:])
-                groups.append("tags->>%s")
-                params.append(by[4:])
-            elif by in expressions:
-                groups.append(expressions[by])
-            else:
-                raise ValueError(f"break down by one of {', '.join(expressions)} or tag:NAME, not {by!r}")
-        columns = ", ".join(groups)
+        groups, params = zip(*(_breakdown_sql(by) for by in bys), strict=True)
         sql = (
-            f"SELECT {columns}, {_ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= %s AND hour < %s "
+            f"SELECT {', '.join(groups)}, {ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= %s AND hour < %s "
             f"GROUP BY {', '.join(str(i + 1) for i in range(len(bys)))}"
         )
-        cells = self._fetch(sql, [*params, _hour(since, "since"), _hour(until, "until")])
-        out: dict[str, list[dict[str, Any]]] = {}
-        for i, by in enumerate(bys):
-            sums: dict[Any, list[int]] = {}
-            for cell in cells:
-                acc = sums.setdefault(cell[i], [0] * 8)
-                for j, value in enumerate(cell[len(bys) :]):
-                    acc[j] += int(value or 0)
-            out[by] = _by_cost([_overview_row(group, values) for group, values in sums.items()])
-        return out
+        bound = [p for ps in params for p in ps]
+        cells = self._fetch(sql, [*bound, _hour(since, "since"), _hour(until, "until")])
+        columns, _total = sum_by_column(cells, len(bys))
+        return {
+            by: by_cost([rollup_row(group, sums) for group, sums in column.items()])
+            for by, column in zip(bys, columns, strict=True)
+        }
 
     def rollup_breakdown(self, since: datetime, until: datetime, by: str) -> list[dict[str, Any]]:
         """Spend by ``model``, ``team``, ``feature`` (or ``tag:NAME``), ``status``, ``day`` or ``week`` from the
         hourly rollups (see :meth:`SQLiteLedger.rollup_breakdown`; weeks are ``%Y-W%W`` of the day)."""
-        expressions = {
-            "model": "served_model",
-            "team": "team",
-            "status": "status",
-            "feature": "tags->>'feature'",
-            "day": "to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-            "week": "to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",  # days, summed into weeks below
-        }
-        params: list[Any] = []
-        if by.startswith("tag:") and len(by) > 4:
-            _tag_path(by[4:])
-            group = "tags->>%s"
-            params.append(by[4:])
-        elif by in expressions:
-            group = expressions[by]
-        else:
-            raise ValueError(f"break down by one of {', '.join(expressions)} or tag:NAME, not {by!r}")
-        sql = f"SELECT {group} AS g, {_ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= %s AND hour < %s GROUP BY g"
+        group, params = _breakdown_sql(by)
+        sql = f"SELECT {group} AS g, {ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= %s AND hour < %s GROUP BY g"
         cells = self._fetch(sql, [*params, _hour(since, "since"), _hour(until, "until")])
         if by == "week":  # SQLite's strftime('%Y-W%W'): weeks starting on Monday, week 00 before the first one
-            weeks: dict[str, list[int]] = {}
-            for day, *sums in cells:
-                acc = weeks.setdefault(datetime.strptime(day, "%Y-%m-%d").strftime("%Y-W%W"), [0] * 8)
-                for i, v in enumerate(sums):
-                    acc[i] += int(v or 0)
+            weekly = [(datetime.strptime(day, "%Y-%m-%d").strftime("%Y-W%W"), *sums) for day, *sums in cells]
+            (weeks,), _total = sum_by_column(weekly, 1)
             cells = [(week, *sums) for week, sums in weeks.items()]
-        found = [_overview_row(g, sums) for g, *sums in cells]
+        found = [rollup_row(g, sums) for g, *sums in cells]
         if by in ("week", "day"):
             return sorted(found, key=lambda r: str(r["group"]))
-        return _by_cost(found)
+        return by_cost(found)
 
     def daily_rollup(
         self, since: datetime, until: datetime, by: str | None = None

@@ -101,6 +101,50 @@ def _ts(value: datetime, what: str) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+# The eight sums of a rollup cell, in the order rollup_row reads them (the same SQL on both databases).
+ROLLUP_SUMS = (
+    "SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), "
+    "SUM(list_cost_nanos), SUM(effective_cost_nanos), SUM(avoided_cost_nanos)"
+)
+
+
+def sum_by_column(cells: Sequence[Sequence[Any]], keys: int) -> tuple[list[dict[Any, list[int]]], list[int]]:
+    """Rollup cells ``(key_1, ..., key_n, sum_1, ..., sum_8)`` summed per key column: for each of the ``keys``
+    columns, its values -> their eight integer sums; and the eight totals. Several breakdowns from one scan."""
+    by: list[dict[Any, list[int]]] = [{} for _ in range(keys)]
+    total = [0] * 8
+    for cell in cells:
+        values = [int(v or 0) for v in cell[keys:]]
+        for column, key in zip(by, cell[:keys], strict=False):
+            acc = column.setdefault(key, [0] * 8)
+            for i, v in enumerate(values):
+                acc[i] += v
+        for i, v in enumerate(values):
+            total[i] += v
+    return by, total
+
+
+def rollup_row(group: Any, sums: Sequence[Any]) -> dict[str, Any]:
+    """One group's figures from its eight rollup sums: counts and tokens, money in USD from nano-dollars."""
+    requests, inp, cache_read, cache_write, out, list_nanos, eff_nanos, avoided_nanos = (int(v or 0) for v in sums)
+    return {
+        "group": group,
+        "requests": requests,
+        "input_tokens": inp,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+        "output_tokens": out,
+        "list_cost": from_nanos(list_nanos),
+        "effective_cost": from_nanos(eff_nanos),
+        "avoided_cost": from_nanos(avoided_nanos),
+    }
+
+
+def by_cost(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Breakdown rows most expensive first (ties by group name)."""
+    return sorted(rows, key=lambda r: (-r["effective_cost"], str(r["group"])))
+
+
 def _on_the_hour(value: datetime) -> bool:
     """True when ``value`` starts an hour (UTC): the hourly rollups then cover exactly the events from it on."""
     utc = value.astimezone(UTC)

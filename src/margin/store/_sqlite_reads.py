@@ -17,6 +17,7 @@ from ._rows import (
     _SELECT_EVENT,
     _SELECT_RESERVATION,
     _SUM_CONTEXT,
+    ROLLUP_SUMS,
     _event_from_row,
     _from_ts,
     _group_sql,
@@ -24,7 +25,10 @@ from ._rows import (
     _reservation_from_row,
     _tag_path,
     _ts,
+    by_cost,
     from_nanos,
+    rollup_row,
+    sum_by_column,
 )
 from .base import Alert, Reservation, SpendRow
 from .migrations import SUB_NANO_COST
@@ -49,21 +53,6 @@ def _breakdown_sql(by: str) -> tuple[str, list[Any]]:
     if by in _BREAKDOWNS:
         return _BREAKDOWNS[by], []
     raise ValueError(f"break down by one of {', '.join(_BREAKDOWNS)} or tag:NAME, not {by!r}")
-
-
-def _overview_row(row: Sequence[Any]) -> dict[str, Any]:
-    group, requests, inp, cache_read, cache_write, out, list_nanos, eff_nanos, avoided_nanos = row
-    return {
-        "group": group,
-        "requests": int(requests or 0),
-        "input_tokens": int(inp or 0),
-        "cache_read_tokens": int(cache_read or 0),
-        "cache_write_tokens": int(cache_write or 0),
-        "output_tokens": int(out or 0),
-        "list_cost": from_nanos(int(list_nanos or 0)),
-        "effective_cost": from_nanos(int(eff_nanos or 0)),
-        "avoided_cost": from_nanos(int(avoided_nanos or 0)),
-    }
 
 
 class SQLiteReads:
@@ -247,32 +236,21 @@ class SQLiteReads:
         One scan groups the rollups by (day, model, status, team); the breakdowns are summed from that."""
         lo, hi = _ts(since, "since")[:13], _ts(until, "until")[:13]
         sql = (
-            "SELECT substr(hour, 1, 10), served_model, status, team, SUM(requests), SUM(input_tokens), "
-            "SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(list_cost_nanos), "
-            "SUM(effective_cost_nanos), SUM(avoided_cost_nanos) FROM rollup_hourly WHERE hour >= ? AND hour < ? "
-            "GROUP BY 1, 2, 3, 4"
+            f"SELECT substr(hour, 1, 10), served_model, status, team, {ROLLUP_SUMS} FROM rollup_hourly "
+            "WHERE hour >= ? AND hour < ? GROUP BY 1, 2, 3, 4"
         )
         with self._reader() as conn:
             cells = conn.execute(sql, (lo, hi)).fetchall()
-        zero = [0] * 8
-        total = list(zero)
-        breakdowns: dict[str, dict[Any, list[int]]] = {"by_model": {}, "by_team": {}, "by_status": {}, "by_day": {}}
-        for day, model, status, team, *sums in cells:
-            sums = [int(v or 0) for v in sums]
-            for name, key in (("by_model", model), ("by_team", team), ("by_status", status), ("by_day", day)):
-                acc = breakdowns[name].setdefault(key, list(zero))
-                for i, v in enumerate(sums):
-                    acc[i] += v
-            for i, v in enumerate(sums):
-                total[i] += v
-
-        def rows(name: str) -> list[dict[str, Any]]:
-            found = [_overview_row((key, *sums)) for key, sums in breakdowns[name].items()]
-            if name == "by_day":
-                return sorted(found, key=lambda r: r["group"])
-            return sorted(found, key=lambda r: (-r["effective_cost"], str(r["group"])))
-
-        return {"total": _overview_row((None, *total)), **{name: rows(name) for name in breakdowns}}
+        (by_day, by_model, by_status, by_team), total = sum_by_column(cells, 4)
+        day_rows = sorted((rollup_row(day, sums) for day, sums in by_day.items()), key=lambda r: r["group"])
+        return {
+            "total": rollup_row(None, total),
+            **{
+                name: by_cost([rollup_row(k, v) for k, v in sums.items()])
+                for name, sums in (("by_model", by_model), ("by_team", by_team), ("by_status", by_status))
+            },
+            "by_day": day_rows,
+        }
 
     def rollup_breakdowns(
         self, since: datetime, until: datetime, bys: Sequence[str]
@@ -284,39 +262,29 @@ class SQLiteReads:
         groups, params = zip(*(_breakdown_sql(by) for by in bys), strict=True)
         columns = ", ".join(f"{group} AS g{i}" for i, group in enumerate(groups))
         sql = (
-            f"SELECT {columns}, SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
-            "SUM(output_tokens), SUM(list_cost_nanos), SUM(effective_cost_nanos), SUM(avoided_cost_nanos) "
-            f"FROM rollup_hourly WHERE hour >= ? AND hour < ? GROUP BY {', '.join(f'g{i}' for i in range(len(bys)))}"
+            f"SELECT {columns}, {ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= ? AND hour < ? "
+            f"GROUP BY {', '.join(f'g{i}' for i in range(len(bys)))}"
         )
         bound = [p for ps in params for p in ps]
         with self._reader() as conn:
             cells = conn.execute(sql, [*bound, _ts(since, "since")[:13], _ts(until, "until")[:13]]).fetchall()
-        out: dict[str, list[dict[str, Any]]] = {}
-        for i, by in enumerate(bys):
-            sums: dict[Any, list[int]] = {}
-            for cell in cells:
-                acc = sums.setdefault(cell[i], [0] * 8)
-                for j, value in enumerate(cell[len(bys) :]):
-                    acc[j] += int(value or 0)
-            found = [_overview_row((group, *values)) for group, values in sums.items()]
-            out[by] = sorted(found, key=lambda r: (-r["effective_cost"], str(r["group"])))
-        return out
+        columns_summed, _total = sum_by_column(cells, len(bys))
+        return {
+            by: by_cost([rollup_row(group, sums) for group, sums in column.items()])
+            for by, column in zip(bys, columns_summed, strict=True)
+        }
 
     def rollup_breakdown(self, since: datetime, until: datetime, by: str) -> list[dict[str, Any]]:
         """Spend by ``model``, ``team``, ``feature`` (or any ``tag:NAME``), ``status`` or ``week`` (ISO week of
         the hour, ``YYYY-Www``) from the hourly rollups, most expensive first (weeks in order)."""
         group, params = _breakdown_sql(by)
-        sql = (
-            f"SELECT {group} AS g, SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
-            "SUM(output_tokens), SUM(list_cost_nanos), SUM(effective_cost_nanos), SUM(avoided_cost_nanos) "
-            "FROM rollup_hourly WHERE hour >= ? AND hour < ? GROUP BY g"
-        )
+        sql = f"SELECT {group} AS g, {ROLLUP_SUMS} FROM rollup_hourly WHERE hour >= ? AND hour < ? GROUP BY g"
         with self._reader() as conn:
             rows = conn.execute(sql, [*params, _ts(since, "since")[:13], _ts(until, "until")[:13]]).fetchall()
-        found = [_overview_row(r) for r in rows]
+        found = [rollup_row(g, sums) for g, *sums in rows]
         if by in ("week", "day"):
             return sorted(found, key=lambda r: str(r["group"]))
-        return sorted(found, key=lambda r: (-r["effective_cost"], str(r["group"])))
+        return by_cost(found)
 
     def daily_rollup(
         self, since: datetime, until: datetime, by: str | None = None
