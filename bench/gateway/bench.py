@@ -464,6 +464,18 @@ gateway:
     )
 
 
+def create_key(margin_bin: Path, config: Path, env: dict[str, str]) -> str:
+    """A virtual key for team ``bench`` in the ledger of ``config`` (``margin keys create``), its secret."""
+    done = subprocess.run(
+        [str(margin_bin), "--config", str(config), "keys", "create", "--team", "bench"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
 def litellm_config(path: Path, mock_port: int) -> None:
     path.write_text(
         f"""# written by bench/gateway/bench.py: one model to the mock; no database, no cache, no callbacks
@@ -674,17 +686,7 @@ def main() -> int:
         # margin: config, key, gateway
         cfg = work / "margin.yaml"
         margin_config(cfg, home / "ledger.db", a.mock_port)
-        key = (
-            subprocess.run(
-                [str(margin_bin), "--config", str(cfg), "keys", "create", "--team", "bench"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        key = create_key(margin_bin, cfg, env)
         margin_svc = Service(
             "margin",
             [str(margin_bin), "--config", str(cfg), "serve", "--port", str(a.margin_port)],
@@ -706,17 +708,7 @@ def main() -> int:
                 shome.mkdir()
                 scfg = work / f"{name}.yaml"
                 margin_config(scfg, shome / "ledger.db", a.mock_port, redis_url)
-                skey = (
-                    subprocess.run(
-                        [str(margin_bin), "--config", str(scfg), "keys", "create", "--team", "bench"],
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    )
-                    .stdout.strip()
-                    .splitlines()[-1]
-                )
+                skey = create_key(margin_bin, scfg, env)
                 serve = [str(margin_bin), "--config", str(scfg), "serve", "--port", str(port)]
                 if count > 1:
                     serve.append("--reuse-port")

@@ -291,17 +291,7 @@ def main() -> int:
     runner = bench.Bench(args, mock)
     try:
         mock.start()
-        key = (
-            subprocess.run(
-                [str(margin_bin), "--config", str(cfg), "keys", "create", "--team", "bench"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        key = bench.create_key(margin_bin, cfg, env)
         margin.start()
         runner.services["margin"] = margin
         target = bench.Target("margin", a.margin_port, f"Authorization: Bearer {key}", margin)
