@@ -139,20 +139,19 @@ def test_dropped_stream_is_metered_from_what_arrived(gw, key, upstream):
     assert rows[-1]["usage_source"] == "local_count" and rows[-1]["output_tokens"] > 0
 
 
+def _stream(client: httpx2.Client, gw, key: str, content: str, *, max_tokens: int, **extra: object):
+    """A streamed chat request to the ``solo`` route, read as the test pleases (``with ... as response``)."""
+    body = {"model": "solo", "stream": True, "max_tokens": max_tokens, **extra}
+    body["messages"] = [{"role": "user", "content": content}]
+    return client.stream(
+        "POST", gw.base_url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, json=body
+    )
+
+
 def test_client_abort_mid_stream_is_still_billed(gw, key, upstream):
     upstream.faults.push("stall", after=3, seconds=3)
     with httpx2.Client(timeout=10) as client:
-        with client.stream(
-            "POST",
-            gw.base_url + "/v1/chat/completions",
-            headers={"authorization": f"Bearer {key}"},
-            json={
-                "model": "solo",
-                "stream": True,
-                "max_tokens": 200,
-                "messages": [{"role": "user", "content": "abort me"}],
-            },
-        ) as response:
+        with _stream(client, gw, key, "abort me", max_tokens=200) as response:
             request_id = response.headers["x-margin-request-id"]
             for line in response.iter_lines():
                 if not line.startswith("data:") or "[DONE]" in line:
@@ -250,17 +249,8 @@ def test_a_stalled_or_trickling_request_body_gets_408(gw, key, upstream):
 def test_a_slow_stream_reader_holds_only_its_own_request(gw, key, upstream):
     """A client reading a stream slowly does not hold up other requests, and its event is complete."""
     with httpx2.Client(timeout=30) as client:
-        with client.stream(
-            "POST",
-            gw.base_url + "/v1/chat/completions",
-            headers={"authorization": f"Bearer {key}"},
-            json={
-                "model": "solo",
-                "stream": True,
-                "max_tokens": 60,
-                "stream_options": {"include_usage": True},
-                "messages": [{"role": "user", "content": "a slow reader"}],
-            },
+        with _stream(
+            client, gw, key, "a slow reader", max_tokens=60, stream_options={"include_usage": True}
         ) as response:
             request_id = response.headers["x-margin-request-id"]
             lines = response.iter_lines()
