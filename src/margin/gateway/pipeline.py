@@ -31,6 +31,7 @@ from ..policy.budgets import (
     Figures,
     RequestScope,
     applicable_budgets,
+    budget_rooms,
     budget_status,
     max_affordable_output_tokens,
     room_left,
@@ -465,14 +466,9 @@ def _budget_error(
 ) -> GatewayError:
     """The 402 for a request no applicable budget can cover; ``figures`` (the refusal's reading, None when
     the backend could not give one) name the tightest budget."""
-    counted = iter(figures or ())
-    rooms = []
-    for budget in applied:
-        if budget.counter is None:
-            rooms.append(budget.cap)
-        else:
-            spent, reserved = next(counted, (ZERO, ZERO))
-            rooms.append(budget.cap - spent - reserved)
+    if figures is None:  # unknown: the caps themselves
+        figures = tuple((ZERO, ZERO) for budget in applied if budget.counter is not None)
+    rooms = budget_rooms(applied, figures)
     tightest = applied[rooms.index(min(rooms))]
     return GatewayError(
         f"budget exceeded: {tightest.label} has ${max(headroom, ZERO):.6f} left of its ${tightest.cap} cap, "
@@ -666,11 +662,10 @@ async def budget_headers(gw: Gateway, reserved: Reserved) -> dict[str, str]:
     figures = reserved.figures
     if figures is None:
         figures = tuple(await gw.counters.snapshots([b.counter for b in counted if b.counter is not None]))
-    rooms = [b.cap for b in reserved.applied if b.counter is None]
+    rooms = budget_rooms(reserved.applied, figures)
     worst = None
     order = {"ok": 0, "warn": 1, "review": 2, "block": 3}
-    for budget, (spent, held) in zip(counted, figures, strict=True):
-        rooms.append(budget.cap - spent - held)
+    for budget, (spent, _held) in zip(counted, figures, strict=True):
         status = budget_status(budget.rule, spent)
         if status != "ok" and (worst is None or order[status] > order[worst[0]]):
             worst = (status, budget.label)

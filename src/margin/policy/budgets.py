@@ -28,6 +28,7 @@ __all__ = [
     "RequestScope",
     "Reservation",
     "applicable_budgets",
+    "budget_rooms",
     "budget_spend",
     "budget_status",
     "counter_name",
@@ -155,8 +156,9 @@ def max_affordable_output_tokens(headroom: Decimal, input_cost: Decimal, output_
 Figures = tuple[tuple[Decimal, Decimal], ...]
 
 
-def room_left(applied: Sequence[AppliedBudget], figures: Figures) -> Decimal | None:
-    """The least room left under any applicable cap, given the counted budgets' figures (None: no budget)."""
+def budget_rooms(applied: Sequence[AppliedBudget], figures: Figures) -> list[Decimal]:
+    """The room left under each applicable budget, in order, given the counted budgets' figures (a per-request
+    budget's room is its cap)."""
     counted = iter(figures)
     rooms = []
     for budget in applied:
@@ -165,6 +167,12 @@ def room_left(applied: Sequence[AppliedBudget], figures: Figures) -> Decimal | N
         else:
             spent, reserved = next(counted)
             rooms.append(budget.cap - spent - reserved)
+    return rooms
+
+
+def room_left(applied: Sequence[AppliedBudget], figures: Figures) -> Decimal | None:
+    """The least room left under any applicable cap, given the counted budgets' figures (None: no budget)."""
+    rooms = budget_rooms(applied, figures)
     return min(rooms) if rooms else None
 
 
