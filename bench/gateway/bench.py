@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -181,27 +182,19 @@ class ServiceGroup:
             member.stop()
 
 
-def start_redis(work: Path, cpus: str, env: dict[str, str]) -> tuple[Service, str]:
-    """A throwaway redis-server (no persistence) on a free loopback port, pinned like the mock."""
-    import socket
+def start_redis(cpus: str) -> Any:
+    """A throwaway redis-server (tests/redis_server.py: free loopback port, no persistence), pinned like the
+    mock; its CPU is sampled by pid."""
+    sys.path.insert(0, str(REPO))
+    from tests.redis_server import ServerUnavailable, start_server
 
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
-    if binary is None:
-        raise SystemExit("bench.py --instances needs redis-server: apt-get install redis-server")
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port = sock.getsockname()[1]
-    (work / "redis").mkdir()
-    argv = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
-    svc = Service("redis", [*argv, "--dir", str(work / "redis")], cpus, env, work / "redis.log")
-    svc.start()
-    for _ in range(200):
-        try:
-            socket.create_connection((LOOPBACK, port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.02)
-    return svc, f"redis://{LOOPBACK}:{port}/0"
+    try:
+        server = start_server()
+    except ServerUnavailable as exc:
+        raise SystemExit(f"bench.py --instances: {exc}") from None
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(server.process.pid)], check=True, capture_output=True)
+    log(f"started redis (pid {server.process.pid}, cpu {cpus})")
+    return server
 
 
 def post(port: int, body: bytes, auth: str | None, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
@@ -261,7 +254,7 @@ class Bench:
     args: argparse.Namespace
     mock: Service
     services: dict[str, Service | ServiceGroup] = field(default_factory=dict)
-    redis: Service | None = None
+    redis: Any = None  # tests.redis_server.RedisServer, with --instances
     runs: list[dict] = field(default_factory=list)
     retries_left: int = 0
     crashes: list[dict] = field(default_factory=list)
@@ -274,7 +267,7 @@ class Bench:
             "t": time.monotonic(),
             "stat": cpu_lines(),
             "mock": proc_jiffies(self.mock.pid),
-            "redis": self.redis.jiffies() if self.redis else 0,
+            "redis": proc_jiffies(self.redis.process.pid) if self.redis else 0,
             "svc": {n: s.jiffies() for n, s in self.services.items()},
             "wrk": resource.getrusage(resource.RUSAGE_CHILDREN),
             "self": os.times(),
@@ -702,7 +695,8 @@ def main() -> int:
         if a.instances:
             # The scale-out set-up: budget counters in a shared Redis; "margin-redis" is one such instance,
             # "margin-x2" two processes on one port (SO_REUSEPORT) sharing the Redis and one SQLite ledger.
-            bench.redis, redis_url = start_redis(work, a.driver_cpu, env)
+            bench.redis = start_redis(a.driver_cpu)
+            redis_url = bench.redis.url
             for name, port, count in (("margin-redis", a.margin_port + 1, 1), ("margin-x2", a.margin_port + 2, 2)):
                 shome = work / name
                 shome.mkdir()
@@ -824,6 +818,7 @@ def main() -> int:
             svc.stop()
         if bench.redis is not None:
             bench.redis.stop()
+            shutil.rmtree(bench.redis.directory, ignore_errors=True)
         mock.stop()
     ledger = ledger_counts(home / "ledger.db")
     recorded = [r for r in map(json.loads, out.read_text().splitlines()[1:]) if r.get("type") == "run"]

@@ -16,62 +16,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
+import sys
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from margin.gateway.backends._redis import RedisBackend
-from margin.gateway.backends.redis_counters import RedisCounters
-from margin.gateway.config import BudgetConfig
-from margin.policy.budgets import RequestScope, applicable_budgets
-from margin.policy.counters import MemoryCounters
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # the throwaway server of the tests (tests/redis_server.py)
+
+from tests.redis_server import ServerUnavailable, start_server  # noqa: E402
+
+from margin.gateway.backends._redis import RedisBackend  # noqa: E402
+from margin.gateway.backends.redis_counters import RedisCounters  # noqa: E402
+from margin.gateway.config import BudgetConfig  # noqa: E402
+from margin.policy.budgets import RequestScope, applicable_budgets  # noqa: E402
+from margin.policy.counters import MemoryCounters  # noqa: E402
 
 NOW = datetime.now(UTC)
 RULES = [
     BudgetConfig(name="global-daily", scope="global", period="day", amount=Decimal(10**9)),
     BudgetConfig(name="team-daily", scope="team", period="day", amount=Decimal(10**8)),
 ]
-
-
-def start_redis() -> tuple[subprocess.Popen, str, Path]:
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
-    if binary is None:
-        raise SystemExit(
-            "redis-server not found: apt-get install redis-server "
-            "(or MARGIN_INSTALL_TEST_DEPS=1 bash scripts/install-test-servers.sh)"
-        )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    directory = Path(tempfile.mkdtemp(prefix="margin-redis-bench-"))
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.02)
-    return process, f"redis://127.0.0.1:{port}/0", directory
 
 
 async def two_trips(counters, applied, index: int) -> float:
@@ -135,13 +102,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--tasks", type=int, default=64)
     args = parser.parse_args()
-    process, url, directory = start_redis()
+    try:
+        server = start_server()  # tests/redis_server.py: a free loopback port, no persistence, waits for PING
+    except ServerUnavailable as exc:
+        raise SystemExit(str(exc)) from None
+    url = server.url
     try:
         rows = asyncio.run(run(args.requests, args.tasks, url))
     finally:
-        process.terminate()
-        process.wait()
-        shutil.rmtree(directory, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
     print("| counters | concurrent tasks | p50 per request | p99 | requests/s (one process) | CPU per request |")
     print("|---|---|---|---|---|---|")
     for name, tasks, (p50, p99, rate, cpu) in rows:
